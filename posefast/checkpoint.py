@@ -1,0 +1,82 @@
+"""Training checkpoints: everything needed to continue a run exactly where it stopped.
+
+A checkpoint is one ``torch.save`` mapping: ``model``, ``optimizer``, ``scheduler``,
+``scaler`` (state dicts; ``scaler`` may be ``None``), ``epoch`` (number of finished
+epochs), ``config`` (plain mapping), ``metrics`` (the last epoch's record), ``best``
+(best validation PCK so far), ``pretrained`` (whether the encoder started from ImageNet
+weights) and ``rng`` (Python, NumPy, torch CPU and CUDA generator states). Files are
+written atomically (temporary file + rename), so an interrupted save never leaves a
+truncated ``last.pt``.
+"""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside DDP and/or ``torch.compile`` wrappers."""
+    while True:
+        if hasattr(model, "module"):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def rng_state() -> dict:
+    """Every global random generator's state."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` captured."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str, *, model, optimizer, scheduler, scaler, epoch: int, config: dict, metrics: dict,
+                    best: float, pretrained: bool) -> None:
+    """Write a checkpoint atomically to ``path``."""
+    payload = {
+        "model": unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "epoch": epoch,
+        "config": config,
+        "metrics": metrics,
+        "best": best,
+        "pretrained": pretrained,
+        "rng": rng_state(),
+    }
+    tmp = f"{path}.tmp{os.getpid()}"
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str, *, model, optimizer=None, scheduler=None, scaler=None, map_location="cpu",
+                    restore_rng: bool = True) -> dict:
+    """Load ``path`` into the given objects (those passed) and return the whole mapping."""
+    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    unwrap(model).load_state_dict(ckpt["model"])
+    if optimizer is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(ckpt["scheduler"])
+    if scaler is not None and ckpt.get("scaler") is not None:
+        scaler.load_state_dict(ckpt["scaler"])
+    if restore_rng:
+        set_rng_state(ckpt["rng"])
+    return ckpt

@@ -1,0 +1,281 @@
+"""Training configuration: one dataclass, YAML files, and ``--key value`` overrides.
+
+``load_config(argv)`` reads ``--config FILE.yaml`` (if given), then applies every other
+``--key value`` (or ``--key=value``; ``-`` and ``_`` are interchangeable; a bare
+``--flag`` sets a boolean to true) on top of the dataclass defaults. Every key is checked
+against the dataclass fields and every value against the field's type, so a typo or a
+wrong type is a :class:`ConfigError` before any work starts. ``check_paths`` then
+resolves the dataset folder and proves the output folder writable.
+
+The dataclass defaults are the built-in synthetic run (``configs/synthetic_simple.yaml``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Optional
+
+import yaml
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHOICES = {
+    "dataset": ("synthetic", "coco"),
+    "mode": ("topdown", "image"),
+    "model": ("simple", "unet"),
+    "loss": ("bce", "mse"),
+    "optimizer": ("adam", "adamw"),
+    "eval_space": ("original", "input"),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run: unknown key, wrong type or value, bad path."""
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of ``python -m posefast.train`` (see ``configs/*.yaml``)."""
+
+    # data
+    dataset: str = "synthetic"  # synthetic (generated on first use) | coco
+    data_dir: str = ""  # coco: folder with train.json, val.json, images/ (relative: cwd, then repo root)
+    cache_dir: str = ""  # crop caches ("" = posefast default)
+    synthetic_root: str = ""  # where the synthetic set is generated ("" = posefast default)
+    synthetic_train: int = 600
+    synthetic_val: int = 100
+    mode: str = "topdown"  # topdown (one crop per person) | image (whole image, original study)
+    input_size: tuple[int, int] = (128, 96)  # (H, W), multiples of 32
+    train_subset: Optional[int] = None
+    val_subset: Optional[int] = None
+    augment: bool = True
+    augment_options: dict = field(default_factory=dict)  # AugmentConfig fields
+    # model
+    model: str = "simple"  # simple | unet
+    output_stride: int = 4  # unet: 4, 2 or 1
+    pretrained: str = "auto"  # auto | none | download | PATH
+    head_bias: float = -4.0  # initial bias of the heatmap conv (a low prior suits BCE)
+    # loss
+    loss: str = "bce"  # bce | mse
+    coord_weight: float = 0.1
+    sigma: float = 2.0  # Gaussian target sigma, heatmap px
+    beta: float = 1.0  # soft-argmax inverse temperature (loss and decoding)
+    joint_weights: Optional[list[float]] = None  # None = posefast.skeleton.DEFAULT_JOINT_WEIGHTS
+    # optimisation
+    optimizer: str = "adamw"
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.01  # cosine floor, as a fraction of lr
+    epochs: int = 10
+    batch_size: int = 32
+    grad_clip: float = 1.0  # max global grad norm; 0 disables
+    # system
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # bf16 autocast (CUDA only)
+    channels_last: bool = True  # (CUDA only)
+    compile: bool = False
+    seed: int = 0
+    # evaluation and output
+    pck_threshold: float = 0.2
+    eval_space: str = "original"  # PCK in original image px (or in network-input px)
+    out_dir: str = "runs/synthetic_simple"
+    resume: bool = False  # continue from out_dir/last.pt
+    progress: bool = True  # tqdm bars
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+HINTS = typing.get_type_hints(TrainConfig)
+
+
+def coerce(name: str, value, hint):
+    """``value`` checked against (and converted to) the type ``hint``, or ConfigError."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        return coerce(name, value, next(a for a in args if a is not type(None)))
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = [v for v in value.strip("[]()").split(",") if v.strip()]
+            value = [yaml.safe_load(v) for v in value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name}: expected a list, got {value!r}")
+        if origin is tuple and len(value) != len(args):
+            raise ConfigError(f"{name}: expected {len(args)} values, got {value!r}")
+        items = [coerce(name, v, args[i] if origin is tuple else args[0]) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if hint is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: expected true/false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, str):
+            try:
+                value = int(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: expected a string, got {value!r}")
+        return value
+    if hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name}: expected a mapping, got {value!r}")
+        return dict(value)
+    raise TypeError(f"unsupported config type {hint} for {name}")
+
+
+def check_key(key: str, source: str) -> str:
+    """The field name for ``key`` (``-`` read as ``_``), or a ConfigError with suggestions."""
+    name = key.replace("-", "_")
+    if name not in FIELDS:
+        close = difflib.get_close_matches(name, FIELDS, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"unknown config key {key!r} in {source}{hint}")
+    return name
+
+
+def parse_overrides(argv: list[str]) -> tuple[Optional[str], dict]:
+    """``--config`` path and the raw ``{field: value}`` overrides from a command line."""
+    config_path, raw, i = None, {}, 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--"):
+            raise ConfigError(f"unexpected argument {arg!r}; use --key value")
+        key, eq, value = arg[2:].partition("=")
+        next_is_value = i + 1 < len(argv) and not argv[i + 1].startswith("--")
+        if not eq and next_is_value:
+            value, i = argv[i + 1], i + 1
+        elif not eq:
+            value = None  # bare flag
+        i += 1
+        if key == "config":
+            if value is None:
+                raise ConfigError("--config needs a file")
+            config_path = value
+            continue
+        name = check_key(key, "the command line")
+        if value is None:
+            if HINTS[name] is not bool:
+                raise ConfigError(f"--{key} needs a value")
+            value = True
+        else:
+            value = value if HINTS[name] in (str, Optional[str]) else yaml.safe_load(value)
+        raw[name] = value
+    return config_path, raw
+
+
+def read_yaml(path: str) -> dict:
+    """The mapping in a YAML config file (ConfigError if absent or not a mapping)."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys")
+    return data
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Value checks that need no file system access."""
+    for name, choices in CHOICES.items():
+        if getattr(cfg, name) not in choices:
+            raise ConfigError(f"{name}: {getattr(cfg, name)!r} is not one of {choices}")
+    for name in ("epochs", "batch_size", "synthetic_train", "synthetic_val"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if any(s <= 0 or s % 32 for s in cfg.input_size):
+        raise ConfigError(f"input_size must be positive multiples of 32, got {cfg.input_size}")
+    if cfg.model == "simple" and cfg.output_stride != 4:
+        raise ConfigError("model simple has output_stride 4; use model unet for 2 or 1")
+    if cfg.output_stride not in (4, 2, 1):
+        raise ConfigError(f"output_stride must be 4, 2 or 1, got {cfg.output_stride}")
+    if cfg.joint_weights is not None and len(cfg.joint_weights) != 17:
+        raise ConfigError(f"joint_weights needs 17 values, got {len(cfg.joint_weights)}")
+    for name in ("lr", "sigma", "beta", "pck_threshold"):
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"{name} must be > 0, got {getattr(cfg, name)}")
+    if cfg.warmup_epochs < 0 or cfg.grad_clip < 0 or not 0 <= cfg.min_lr_ratio <= 1:
+        raise ConfigError("warmup_epochs and grad_clip must be >= 0, min_lr_ratio in [0, 1]")
+    return cfg
+
+
+def load_config(argv: list[str] | None = None, **overrides) -> TrainConfig:
+    """Defaults <- ``--config`` YAML <- command-line ``--key value`` <- ``overrides``."""
+    config_path, cli = parse_overrides(list(argv or []))
+    values = {}
+    if config_path:
+        for key, value in read_yaml(config_path).items():
+            values[check_key(key, config_path)] = value
+    values.update(cli)
+    for key, value in overrides.items():
+        values[check_key(key, "overrides")] = value
+    checked = {name: coerce(name, value, HINTS[name]) for name, value in values.items()}
+    return validate(TrainConfig(**checked))
+
+
+def config_from_dict(data: dict) -> TrainConfig:
+    """A TrainConfig from a saved mapping (e.g. a checkpoint's), checked like a YAML file."""
+    return validate(TrainConfig(**{check_key(k, "saved config"): coerce(k, v, HINTS[k]) for k, v in data.items()}))
+
+
+def resolve_path(path: str) -> str:
+    """An existing path: absolute as is; relative to the cwd, else to the repo root."""
+    if os.path.isabs(path):
+        return path
+    for base in (os.getcwd(), REPO_ROOT):
+        candidate = os.path.normpath(os.path.join(base, path))
+        if os.path.exists(candidate):
+            return candidate
+    return os.path.abspath(path)
+
+
+def coco_paths(cfg: TrainConfig) -> dict:
+    """``{train_json, val_json, image_dir}`` of a COCO-layout folder, or ConfigError."""
+    data_dir = cfg.data_dir or os.environ.get("POSEFAST_COCO_DIR", "")
+    if not data_dir:
+        raise ConfigError("dataset coco needs data_dir (or POSEFAST_COCO_DIR)")
+    root = resolve_path(data_dir)
+    paths = {"train_json": os.path.join(root, "train.json"), "val_json": os.path.join(root, "val.json"),
+             "image_dir": os.path.join(root, "images")}
+    missing = [p for p in paths.values() if not os.path.exists(p)]
+    if missing:
+        raise ConfigError(f"dataset folder {data_dir!r} (resolved to {root}) is missing: {', '.join(missing)}")
+    return paths
+
+
+def check_output_dir(out_dir: str) -> str:
+    """Create ``out_dir`` and prove it writable (ConfigError otherwise); its absolute path."""
+    path = os.path.abspath(out_dir)
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".write_probe_{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as exc:
+        raise ConfigError(f"output folder {out_dir!r} is not writable: {exc}") from exc
+    return path
+
+
+def to_dict(cfg: TrainConfig) -> dict:
+    """Plain YAML-safe mapping of a config (tuples as lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
