@@ -168,7 +168,7 @@ class CocoKeypoints:
     def gather(self, indices, out=None):
         """Cached crops ``uint8 [B, Hc, Wc, 3]`` for sample ``indices`` (one copy, into ``out`` if given)."""
         rows = self.row[np.asarray(indices)]
-        return np.take(self.images, rows, axis=0, out=out)
+        return np.take(self.images, rows, axis=0, out=out, mode="clip")  # "clip": no extra buffer copy
 
     def __getitem__(self, index):
         """One sample as a dict of numpy arrays (the crop plus its metadata)."""
