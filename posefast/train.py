@@ -1,0 +1,294 @@
+"""Train a pose network: ``python -m posefast.train [--config X.yaml] [--key value ...]``.
+
+One readable loop. Per epoch it logs the training loss parts, learning rate and
+throughput, then validates: predictions are decoded by soft-argmax from the heatmaps
+(heatmap px -> input px), mapped back to ORIGINAL image px with ``invert_keypoints``
+(``eval_space: original``, the default; ``input`` keeps everything in network-input px,
+with the bbox normaliser scaled by the crop's zoom) and scored with PCK@``pck_threshold``
+normalised by torso size (the original study's metric) and by bbox size (as mmpose
+reports it). Each epoch appends one JSON line to ``<out_dir>/metrics.jsonl`` and writes
+``last.pt`` (and ``best.pt`` when torso PCK improves). Under ``torchrun`` every rank
+trains on its shard with DDP and only rank 0 writes.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from posefast import metrics
+from posefast.checkpoint import load_checkpoint, save_checkpoint, unwrap
+from posefast.config import ConfigError, TrainConfig, check_output_dir, coco_paths, load_config, to_dict
+from posefast.distributed import (DistContext, all_reduce_sum, barrier, broadcast_buffers, gather_to_main,
+                                  init_distributed, shutdown)
+from posefast.losses import PoseLoss
+from posefast.models import build_model
+from posefast.models.decode import decode_heatmaps
+from posefast.skeleton import KEYPOINT_NAMES
+
+
+def dataset_files(cfg: TrainConfig) -> dict:
+    """``{train_json, val_json, image_dir}``; the synthetic set is generated on first use."""
+    if cfg.dataset == "coco":
+        return coco_paths(cfg)
+    from posefast.data.synthetic import default_synthetic_root, make_synthetic_dataset
+
+    root = cfg.synthetic_root or default_synthetic_root()
+    return make_synthetic_dataset(root, num_train=cfg.synthetic_train, num_val=cfg.synthetic_val, seed=cfg.seed)
+
+
+def build_loaders(cfg: TrainConfig, files: dict, stride: int, ctx: DistContext):
+    """Train and validation ``PoseLoader``s (rank 0 builds the crop caches first)."""
+    from posefast.data import AugmentConfig, CocoKeypoints, PoseLoader
+
+    def dataset(split, subset):
+        return CocoKeypoints(files[f"{split}_json"], files["image_dir"], mode=cfg.mode, input_size=cfg.input_size,
+                             subset=subset, seed=cfg.seed, cache_dir=cfg.cache_dir or None,
+                             progress=cfg.progress and ctx.is_main)
+
+    if not ctx.is_main:
+        barrier(ctx)
+    train_set, val_set = dataset("train", cfg.train_subset), dataset("val", cfg.val_subset)
+    if ctx.is_main:
+        barrier(ctx)
+    common = dict(device=ctx.device, output_stride=stride, sigma=cfg.sigma, seed=cfg.seed, rank=ctx.rank,
+                  world_size=ctx.world_size)
+    augment = AugmentConfig(**cfg.augment_options) if cfg.augment else None
+    train = PoseLoader(train_set, cfg.batch_size, shuffle=True, drop_last=len(train_set) >= cfg.batch_size * ctx.world_size,
+                       augment=augment, **common)
+    val = PoseLoader(val_set, cfg.batch_size, shuffle=False, drop_last=False, augment=None, **common)
+    return train, val
+
+
+def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """Adam or AdamW; no weight decay on biases and normalisation parameters."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    kind = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return kind(groups, lr=cfg.lr)
+
+
+def lr_factor(step: int, warmup: int, total: int, floor: float) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine from 1 to ``floor`` at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
+    """Per-step LambdaLR implementing :func:`lr_factor`."""
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    total = cfg.epochs * steps_per_epoch
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total, cfg.min_lr_ratio))
+
+
+def seed_everything(seed: int) -> None:
+    """Python, NumPy and torch generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def autocast(amp: bool, device: torch.device):
+    """bf16 autocast on CUDA when ``amp`` is on; nothing elsewhere."""
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def train_step(model, loss_fn, optimizer, batch, *, amp: bool, channels_last: bool, grad_clip: float):
+    """Forward (bf16 autocast on CUDA if ``amp``), dual loss, backward, clip, optimiser step."""
+    device = batch.images.device
+    images = batch.images.contiguous(memory_format=torch.channels_last) if channels_last else batch.images
+    with autocast(amp, device):
+        logits = model(images)
+    out = loss_fn(logits, batch.heatmap_keypoints, batch.visible, batch.targets)
+    optimizer.zero_grad(set_to_none=True)
+    out.total.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return out
+
+
+def train_one_epoch(model, loss_fn, loader, optimizer, scheduler, cfg, ctx, epoch) -> dict:
+    """One pass over this rank's shard; mean loss parts over all ranks, lr, samples/s."""
+    model.train()
+    loader.set_epoch(epoch)
+    sums = torch.zeros(4, dtype=torch.float64, device=ctx.device)  # total, heatmap, coord, samples
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and ctx.is_main),
+               leave=False, dynamic_ncols=True)
+    start = time.perf_counter()
+    for batch in bar:
+        out = train_step(model, loss_fn, optimizer, batch, amp=cfg.amp, channels_last=use_channels_last(cfg, ctx),
+                         grad_clip=cfg.grad_clip)
+        scheduler.step()
+        n = len(batch)
+        sums += torch.stack([out.total.detach() * n, out.heatmap * n, out.coord * n,
+                             torch.tensor(float(n), device=ctx.device)]).to(sums)
+        if bar.n % 10 == 0:
+            bar.set_postfix(loss=f"{out.total.item():.4f}")
+    if ctx.device.type == "cuda":
+        torch.cuda.synchronize(ctx.device)
+    elapsed = time.perf_counter() - start
+    all_reduce_sum(ctx, sums)
+    total, heatmap, coord, samples = sums.tolist()
+    return {"loss": total / samples, "loss_heatmap": heatmap / samples, "loss_coord": coord / samples,
+            "lr": scheduler.get_last_lr()[0], "samples_per_s": samples / elapsed, "train_time_s": elapsed}
+
+
+def use_channels_last(cfg: TrainConfig, ctx: DistContext) -> bool:
+    return cfg.channels_last and ctx.device.type == "cuda"
+
+
+@torch.no_grad()
+def evaluate(model, loss_fn, loader, cfg: TrainConfig, ctx: DistContext) -> dict | None:
+    """Validation loss and PCK on rank 0 (``None`` on other ranks); see the module docstring."""
+    model.eval()
+    stride = model.output_stride
+    parts, sums = [], torch.zeros(4, dtype=torch.float64)
+    for batch in loader:
+        with autocast(cfg.amp, ctx.device):
+            logits = model(batch.images)
+        out = loss_fn(logits, batch.heatmap_keypoints, batch.visible, batch.targets)
+        n = len(batch)
+        sums += torch.tensor([out.total.item() * n, out.heatmap.item() * n, out.coord.item() * n, n], dtype=torch.float64)
+        pred = decode_heatmaps(logits, stride, cfg.beta)
+        if cfg.eval_space == "original":
+            from posefast.data import invert_keypoints
+
+            pred = invert_keypoints(pred, batch.affine, batch.flipped)
+            gt, vis = batch.gt_keypoints_orig, batch.gt_visible_orig
+            box = metrics.bbox_size(batch.bbox)
+        else:
+            gt, vis = batch.keypoints, batch.visible
+            zoom = torch.linalg.det(batch.affine[:, :, :2].double()).abs().sqrt().float()
+            box = metrics.bbox_size(batch.bbox) * zoom
+        parts.append({"index": batch.indices.cpu(), "pred": pred.float().cpu(), "gt": gt.float().cpu(),
+                      "vis": vis.float().cpu(), "torso": metrics.torso_size(gt, vis).float().cpu(), "bbox": box.float().cpu()})
+    gathered = gather_to_main(ctx, {"parts": parts, "sums": sums})
+    if not ctx.is_main:
+        return None
+    merged = {key: torch.cat([p[key] for g in gathered for p in g["parts"]]) for key in ("index", "pred", "gt", "vis", "torso", "bbox")}
+    _, first = np.unique(merged["index"].numpy(), return_index=True)  # DDP pads shards by wrapping around
+    merged = {key: value[torch.from_numpy(first)] for key, value in merged.items()}
+    total, heatmap, coord, samples = sum(g["sums"] for g in gathered).tolist()
+    result = {"loss": total / samples, "loss_heatmap": heatmap / samples, "loss_coord": coord / samples,
+              "samples": len(merged["index"])}
+    for name in ("torso", "bbox"):
+        pck = metrics.pck(merged["pred"], merged["gt"], merged["vis"], merged[name], (cfg.pck_threshold,))
+        mean, per_joint = pck.at(cfg.pck_threshold)
+        result[f"pck_{name}"] = None if math.isnan(mean) else mean
+        result[f"pck_{name}_per_joint"] = {n: (None if math.isnan(v) else v) for n, v in zip(KEYPOINT_NAMES, per_joint.tolist())}
+    return result
+
+
+def log_line(epoch: int, cfg: TrainConfig, train: dict, val: dict) -> str:
+    """One human-readable summary line per epoch."""
+    pck = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    return (f"epoch {epoch}/{cfg.epochs}  loss {train['loss']:.4f} (heatmap {train['loss_heatmap']:.4f}, "
+            f"coord {train['loss_coord']:.3f})  lr {train['lr']:.2e}  {train['samples_per_s']:.1f} samples/s  "
+            f"val loss {val['loss']:.4f}  PCK@{cfg.pck_threshold} torso {pck(val['pck_torso'])} bbox {pck(val['pck_bbox'])}")
+
+
+def train(cfg: TrainConfig, stop_after: int | None = None) -> dict | None:
+    """Run (or resume) training as configured; the last epoch's metrics record on rank 0.
+
+    ``stop_after``: return after this many epochs of this invocation, leaving ``last.pt``
+    as an interrupted run would (``resume: true`` then continues exactly).
+    """
+    ctx = init_distributed(cfg.device)
+    try:
+        return _train(cfg, ctx, stop_after)
+    finally:
+        shutdown(ctx)
+
+
+def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict | None:
+    out_dir = check_output_dir(cfg.out_dir) if ctx.is_main else os.path.abspath(cfg.out_dir)
+    last_path, best_path = os.path.join(out_dir, "last.pt"), os.path.join(out_dir, "best.pt")
+    if cfg.resume and not os.path.isfile(last_path):
+        raise ConfigError(f"resume: no checkpoint at {last_path}")
+    files = dataset_files(cfg) if ctx.is_main else None
+    if ctx.enabled:
+        holder = [files]
+        torch.distributed.broadcast_object_list(holder, src=0)
+        files = holder[0]
+    seed_everything(cfg.seed + ctx.rank)
+    model = build_model(cfg.model, pretrained=cfg.pretrained, output_stride=cfg.output_stride,
+                        head_bias=cfg.head_bias).to(ctx.device)
+    pretrained = model.pretrained
+    if use_channels_last(cfg, ctx):
+        model = model.to(memory_format=torch.channels_last)
+    stride = model.output_stride
+    loss_fn = PoseLoss(cfg.loss, cfg.coord_weight, cfg.sigma, cfg.beta, cfg.joint_weights).to(ctx.device)
+    train_loader, val_loader = build_loaders(cfg, files, stride, ctx)
+    optimizer = build_optimizer(cfg, model)
+    scheduler = build_scheduler(cfg, optimizer, len(train_loader))
+    scaler = torch.amp.GradScaler(enabled=False)  # bf16 needs no loss scaling; kept for the checkpoint format
+    start_epoch, best, record = 0, -1.0, None
+    if cfg.resume:
+        ckpt = load_checkpoint(last_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                               map_location=ctx.device)
+        start_epoch, best, pretrained, record = ckpt["epoch"], ckpt["best"], ckpt["pretrained"], ckpt["metrics"]
+        if ctx.rank:
+            seed_everything(cfg.seed + ctx.rank + 1000 * start_epoch)
+    if ctx.is_main:
+        with open(os.path.join(out_dir, "config.yaml"), "w") as f:
+            yaml.safe_dump({**to_dict(cfg), "pretrained_loaded": pretrained}, f, sort_keys=False)
+        print(f"posefast.train: {cfg.model} (output stride {stride}, pretrained: {str(pretrained).lower()}) on "
+              f"{ctx.device} x{ctx.world_size}, {len(train_loader.dataset)} train / {len(val_loader.dataset)} val "
+              f"samples, {cfg.input_size[0]}x{cfg.input_size[1]} input -> {out_dir}", flush=True)
+    net = model
+    if ctx.enabled:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    if cfg.compile:
+        net = torch.compile(net)
+    for epoch in range(start_epoch, cfg.epochs):
+        train_stats = train_one_epoch(net, loss_fn, train_loader, optimizer, scheduler, cfg, ctx, epoch)
+        broadcast_buffers(ctx, model)
+        val_stats = evaluate(model, loss_fn, val_loader, cfg, ctx)
+        if ctx.is_main:
+            record = {"epoch": epoch + 1, "step": scheduler.last_epoch, **train_stats, "world_size": ctx.world_size,
+                      "pretrained": pretrained, "val": val_stats}
+            with open(os.path.join(out_dir, "metrics.jsonl"), "a") as f:
+                f.write(json.dumps(record) + "\n")
+            score = val_stats["pck_torso"] if val_stats["pck_torso"] is not None else -1.0
+            improved = score > best
+            best = max(best, score)
+            state = dict(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, epoch=epoch + 1,
+                         config=to_dict(cfg), metrics=record, best=best, pretrained=pretrained)
+            save_checkpoint(last_path, **state)
+            if improved:
+                save_checkpoint(best_path, **state)
+            tqdm.write(log_line(epoch + 1, cfg, train_stats, val_stats))
+        barrier(ctx)
+        if stop_after is not None and epoch + 1 - start_epoch >= stop_after:
+            break
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; a bad configuration exits with status 2 before any work."""
+    try:
+        cfg = load_config(sys.argv[1:] if argv is None else argv)
+        train(cfg)
+    except ConfigError as exc:
+        print(f"posefast.train: configuration error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
