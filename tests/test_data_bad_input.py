@@ -1,0 +1,129 @@
+"""Bad input: a clear error naming the file / annotation by default, counted skips with skip_bad=True."""
+import copy
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from posefast.data import BadInputError, CocoKeypoints
+
+
+def person(ann_id, image_id, x=20.0, y=30.0):
+    keypoints = []
+    for k in range(17):
+        keypoints += [x + k, y + k, 2] if k % 2 == 0 else [0, 0, 0]
+    return {"id": ann_id, "image_id": image_id, "category_id": 1, "iscrowd": 0, "num_keypoints": 9,
+            "bbox": [x - 5, y - 5, 30.0, 30.0], "area": 900.0, "keypoints": keypoints}
+
+
+def good_coco():
+    return {
+        "images": [{"id": i, "file_name": f"{i:012d}.jpg", "width": 64, "height": 80} for i in (1, 2, 3)],
+        "annotations": [person(10, 1), person(11, 1, x=5.0), person(20, 2), person(30, 3)],
+        "categories": [{"id": 1, "name": "person"}],
+    }
+
+
+def write_dataset(root, coco):
+    images = root / "images"
+    images.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    for entry in coco["images"]:
+        pixels = rng.integers(0, 256, (80, 64, 3)).astype(np.uint8)
+        cv2.imwrite(str(images / entry["file_name"]), pixels)
+    ann_file = root / "ann.json"
+    ann_file.write_text(json.dumps(coco))
+    return str(ann_file), str(images)
+
+
+def load(tmp_path, ann_file, image_dir, **kwargs):
+    return CocoKeypoints(ann_file, image_dir, input_size=(64, 48), cache_dir=str(tmp_path / "cache"),
+                         progress=False, **kwargs)
+
+
+def test_good_dataset_loads(tmp_path):
+    dataset = load(tmp_path, *write_dataset(tmp_path, good_coco()))
+    assert len(dataset) == 4 and dataset.skipped == {}
+
+
+def test_missing_image(tmp_path):
+    ann_file, image_dir = write_dataset(tmp_path, good_coco())
+    (tmp_path / "images" / "000000000002.jpg").unlink()
+    with pytest.raises(BadInputError, match="000000000002.jpg") as error:
+        load(tmp_path, ann_file, image_dir)
+    assert error.value.reason == "missing_image"
+    with pytest.warns(UserWarning, match="missing_image: 1"):
+        dataset = load(tmp_path, ann_file, image_dir, skip_bad=True)
+    assert len(dataset) == 3 and dataset.skipped == {"missing_image": 1} and 2 not in dataset.image_id
+    with pytest.warns(UserWarning, match="missing_image: 1"):  # loaded from the cache: still reported
+        again = load(tmp_path, ann_file, image_dir, skip_bad=True)
+    assert again.skipped == {"missing_image": 1}
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_corrupt_or_truncated_jpeg(tmp_path, damage):
+    ann_file, image_dir = write_dataset(tmp_path, good_coco())
+    path = tmp_path / "images" / "000000000001.jpg"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x00not a jpeg" * 20)
+    with pytest.raises(BadInputError, match="000000000001.jpg") as error:
+        load(tmp_path, ann_file, image_dir)
+    assert error.value.reason == "corrupt_image"
+    with pytest.warns(UserWarning, match="corrupt_image"):
+        dataset = load(tmp_path, ann_file, image_dir, skip_bad=True)
+    assert dataset.skipped == {"corrupt_image": 1} and sorted(dataset.ann_id) == [20, 30]
+
+
+def test_malformed_json_always_raises_naming_the_file(tmp_path):
+    ann_file, image_dir = write_dataset(tmp_path, good_coco())
+    with open(ann_file, "w") as handle:
+        handle.write('{"images": [1, 2')
+    for skip_bad in (False, True):  # nothing to skip to: a broken file is always an error
+        with pytest.raises(BadInputError, match="ann.json"):
+            load(tmp_path, ann_file, image_dir, skip_bad=skip_bad)
+
+
+def test_malformed_annotation_entry(tmp_path):
+    coco = good_coco()
+    del coco["annotations"][2]["bbox"]
+    ann_file, image_dir = write_dataset(tmp_path, coco)
+    with pytest.raises(BadInputError, match="annotation id 20"):
+        load(tmp_path, ann_file, image_dir)
+    with pytest.warns(UserWarning, match="malformed_annotation: 1"):
+        assert load(tmp_path, ann_file, image_dir, skip_bad=True).skipped == {"malformed_annotation": 1}
+
+
+def test_wrong_number_of_keypoint_values(tmp_path):
+    coco = good_coco()
+    coco["annotations"][1]["keypoints"] = coco["annotations"][1]["keypoints"][:-3]
+    ann_file, image_dir = write_dataset(tmp_path, coco)
+    with pytest.raises(BadInputError, match=r"ann.json: annotation id 11: expected 51 keypoint values, got 48"):
+        load(tmp_path, ann_file, image_dir)
+    with pytest.warns(UserWarning, match="wrong_keypoint_count: 1"):
+        dataset = load(tmp_path, ann_file, image_dir, skip_bad=True)
+    assert sorted(dataset.ann_id) == [10, 20, 30] and dataset.skipped == {"wrong_keypoint_count": 1}
+
+
+def test_keypoint_outside_image(tmp_path):
+    coco = good_coco()
+    bad = copy.deepcopy(coco["annotations"][3])
+    bad["keypoints"][0] = 500.0  # nose x beyond the 64 px wide image
+    coco["annotations"][3] = bad
+    ann_file, image_dir = write_dataset(tmp_path, coco)
+    with pytest.raises(BadInputError, match=r"annotation id 30: labelled keypoint \(500.0, 30.0\) outside image"):
+        load(tmp_path, ann_file, image_dir)
+    with pytest.warns(UserWarning, match="keypoint_outside_image: 1"):
+        dataset = load(tmp_path, ann_file, image_dir, skip_bad=True)
+    assert dataset.skipped == {"keypoint_outside_image": 1} and 3 not in dataset.image_id
+    assert dataset.num_images == 2  # image 3 had no other person, so the image goes too
+
+
+def test_unlabelled_and_crowd_people_are_not_samples(tmp_path):
+    coco = good_coco()
+    coco["annotations"][0]["iscrowd"] = 1
+    unlabelled = person(40, 3)
+    unlabelled["keypoints"] = [0] * 51
+    coco["annotations"].append(unlabelled)
+    dataset = load(tmp_path, *write_dataset(tmp_path, coco))
+    assert sorted(dataset.ann_id) == [11, 20, 30] and dataset.skipped == {}
