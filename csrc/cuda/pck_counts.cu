@@ -1,0 +1,95 @@
+// CUDA PCK counting. Grid (instance blocks, joints): each thread tests one instance of
+// one joint against every threshold; warp ballots count the hits, shared-memory totals
+// per block are added to the int64 outputs with one atomic per threshold.
+#include <ATen/Dispatch.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAStream.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include "../include/op_checks.h"
+#include "../include/pose_math.h"
+
+namespace posefast {
+namespace {
+
+constexpr int kPckBlock = 256;
+
+template <typename T>
+__global__ void __launch_bounds__(kPckBlock)
+    pck_kernel(const T* __restrict__ pred, const T* __restrict__ gt, const T* __restrict__ vis,
+               const T* __restrict__ norm, const T* __restrict__ thr, int64_t N, int K, int T_,
+               unsigned long long* __restrict__ hits, unsigned long long* __restrict__ valid) {
+  extern __shared__ unsigned char smem_raw[];
+  T* s_thr = reinterpret_cast<T*>(smem_raw);
+  unsigned int* s_hits = reinterpret_cast<unsigned int*>(s_thr + T_);
+  __shared__ unsigned int s_valid;
+  for (int t = threadIdx.x; t < T_; t += kPckBlock) {
+    s_thr[t] = thr[t];
+    s_hits[t] = 0;
+  }
+  if (threadIdx.x == 0) s_valid = 0;
+  __syncthreads();
+
+  const int k = blockIdx.y;
+  const int64_t n = static_cast<int64_t>(blockIdx.x) * kPckBlock + threadIdx.x;
+  bool ok = false;
+  T d = T(0);
+  if (n < N) {
+    const int64_t e = n * K + k;
+    const T gx = gt[2 * e], gy = gt[2 * e + 1];
+    ok = pck_valid(vis[e], norm[n], gx, gy);
+    if (ok) d = pck_distance(pred[2 * e], pred[2 * e + 1], gx, gy, norm[n]);
+  }
+  const int lane = threadIdx.x & 31;
+  const unsigned valid_mask = __ballot_sync(0xffffffffu, ok);
+  if (lane == 0 && valid_mask) atomicAdd(&s_valid, __popc(valid_mask));
+  for (int t = 0; t < T_; ++t) {
+    const unsigned hit_mask = __ballot_sync(0xffffffffu, ok && pck_hit(d, s_thr[t]));
+    if (lane == 0 && hit_mask) atomicAdd(&s_hits[t], __popc(hit_mask));
+  }
+  __syncthreads();
+  for (int t = threadIdx.x; t < T_; t += kPckBlock)
+    if (s_hits[t]) atomicAdd(&hits[static_cast<int64_t>(t) * K + k], static_cast<unsigned long long>(s_hits[t]));
+  if (threadIdx.x == 0 && s_valid) atomicAdd(&valid[k], static_cast<unsigned long long>(s_valid));
+}
+
+std::tuple<at::Tensor, at::Tensor> pck_counts_cuda(const at::Tensor& pred, const at::Tensor& gt,
+                                                   const at::Tensor& visible,
+                                                   const at::Tensor& norm,
+                                                   const at::Tensor& thresholds) {
+  check_pck_args(pred, gt, visible, norm, thresholds);
+  const c10::cuda::CUDAGuard guard(pred.device());
+  const int64_t N = pred.size(0), K = pred.size(1), T = thresholds.size(0);
+  const auto i64 = pred.options().dtype(at::kLong);
+  at::Tensor hits = at::zeros({T, K}, i64);
+  at::Tensor valid = at::zeros({K}, i64);
+  if (N == 0 || K == 0) return {hits, valid};
+  TORCH_CHECK(K <= 65535, "posefast: pck_counts on CUDA supports K <= 65535, got ", K);
+  const auto cd = pck_compute_dtype(pred);
+  const at::Tensor p = pred.to(cd).contiguous(), g = gt.to(cd).contiguous();
+  const at::Tensor v = visible.to(cd).contiguous(), n = norm.to(cd).contiguous();
+  const at::Tensor t = thresholds.to(cd).contiguous();
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(cd, "pck_counts_cuda", [&] {
+    const size_t smem = T * (sizeof(scalar_t) + sizeof(unsigned int));
+    TORCH_CHECK(smem <= 48 * 1024, "posefast: pck_counts on CUDA supports up to ",
+                48 * 1024 / (sizeof(scalar_t) + sizeof(unsigned int)), " thresholds, got ", T);
+    const dim3 grid(static_cast<unsigned>((N + kPckBlock - 1) / kPckBlock),
+                    static_cast<unsigned>(K));
+    // int64 counts are added as unsigned 64-bit (same bits for non-negative values).
+    pck_kernel<scalar_t><<<grid, kPckBlock, smem, stream>>>(
+        p.data_ptr<scalar_t>(), g.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(),
+        n.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(), N, static_cast<int>(K),
+        static_cast<int>(T), reinterpret_cast<unsigned long long*>(hits.data_ptr<int64_t>()),
+        reinterpret_cast<unsigned long long*>(valid.data_ptr<int64_t>()));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return {hits, valid};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(posefast, CUDA, m) { m.impl("pck_counts", &pck_counts_cuda); }
+
+}  // namespace posefast

@@ -1,0 +1,30 @@
+// The posefast operator library: one place that declares every op's schema.
+// CPU implementations live in cpu/, CUDA ones in cuda/; PyTorch's dispatcher picks.
+#include <Python.h>
+#include <torch/library.h>
+
+extern "C" {
+// Importing posefast._C loads this library and runs the registrations below.
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {
+      PyModuleDef_HEAD_INIT, "_C", "posefast C++/CUDA operators", -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+}
+
+TORCH_LIBRARY(posefast, m) {
+  // Gaussian heatmaps [B, K, height, width] of `dtype`; sigma_per_joint [K] overrides sigma.
+  m.def(
+      "render_heatmaps(Tensor keypoints, Tensor visible, Tensor? sigma_per_joint, float sigma, "
+      "int height, int width, ScalarType dtype) -> Tensor");
+  // Expected (x, y) under softmax(beta * h) per map, plus each map's log-sum-exp.
+  m.def("soft_argmax_forward(Tensor heatmaps, float beta) -> (Tensor coords, Tensor logsumexp)");
+  // Gradient w.r.t. the heatmaps, recomputing the softmax from the saved log-sum-exp.
+  m.def(
+      "soft_argmax_backward(Tensor grad_coords, Tensor heatmaps, Tensor coords, Tensor logsumexp, "
+      "float beta) -> Tensor");
+  // PCK hit counts int64[T, K] and valid counts int64[K].
+  m.def(
+      "pck_counts(Tensor pred, Tensor gt, Tensor visible, Tensor norm, Tensor thresholds) "
+      "-> (Tensor hits, Tensor valid)");
+}

@@ -1,0 +1,18 @@
+"""Loads the compiled operator library ``posefast._C`` (registers ``torch.ops.posefast``)."""
+
+BUILD_HINT = (
+    "posefast's compiled extension posefast._C is missing or failed to load. Build it from the "
+    "repository root with:\n"
+    "    pip install -e . --no-build-isolation --use-pep517\n"
+    "(set CUDA_HOME=/usr/local/cuda, and FORCE_CUDA=1 to compile the CUDA kernels without a GPU), "
+    "or simply run `make test`, which sets everything up."
+)
+
+
+def load_extension():
+    """Import ``posefast._C`` or raise an ImportError that says how to build it."""
+    try:
+        from posefast import _C  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(f"{BUILD_HINT}\nOriginal error: {exc}") from exc
+    return _C

@@ -1,0 +1,67 @@
+"""``soft_argmax``: differentiable expected (x, y) under a softmax over each heatmap."""
+import torch
+
+from posefast.ops.validation import require_float, require_positive, require_shape, require_tensor
+
+
+def soft_argmax(heatmaps, beta=1.0):
+    """Expected keypoint location under ``softmax(beta * heatmaps)`` over each map.
+
+    Args:
+        heatmaps: ``[B, K, H, W]`` logits, float32, float16, bfloat16 or float64.
+        beta: positive inverse temperature applied before the softmax.
+
+    Returns:
+        ``[B, K, 2]`` ``(x, y)`` in heatmap pixels (pixel ``(i, j)`` centred at ``x=j, y=i``):
+        ``x = sum_ij p_ij * j``, ``y = sum_ij p_ij * i`` with ``p = softmax(beta * h)``;
+        float32, or float64 for float64 input. Accumulation is in float32 (float64).
+
+    Differentiable. The forward pass reads each map once (online max and sum-of-exp) and
+    keeps only each map's log-sum-exp; the backward pass reads the heatmaps once and writes
+    ``dL/dh_ij = beta * p_ij * ((j - x) * gx + (i - y) * gy)`` once, in the input dtype.
+
+    A NaN anywhere in a map makes that map's coordinates NaN; maps holding +inf are NaN too.
+    """
+    require_tensor(heatmaps, "heatmaps")
+    require_float(heatmaps, "heatmaps")
+    require_shape(heatmaps, "heatmaps", (None, None, None, None), "[B, K, H, W]")
+    if heatmaps.shape[2] == 0 or heatmaps.shape[3] == 0:
+        raise ValueError(f"heatmaps must have H > 0 and W > 0, got shape {list(heatmaps.shape)}")
+    require_positive(beta, "beta")
+    coords, _ = torch.ops.posefast.soft_argmax_forward(heatmaps, float(beta))
+    return coords
+
+
+def _out_dtype(heatmaps):
+    return torch.float64 if heatmaps.dtype == torch.float64 else torch.float32
+
+
+@torch.library.register_fake("posefast::soft_argmax_forward")
+def _forward_fake(heatmaps, beta):
+    batch, joints = heatmaps.shape[:2]
+    dtype = _out_dtype(heatmaps)
+    return heatmaps.new_empty((batch, joints, 2), dtype=dtype), heatmaps.new_empty((batch, joints), dtype=dtype)
+
+
+@torch.library.register_fake("posefast::soft_argmax_backward")
+def _backward_fake(grad_coords, heatmaps, coords, logsumexp, beta):
+    return torch.empty_like(heatmaps, memory_format=torch.contiguous_format)
+
+
+def _setup_context(ctx, inputs, output):
+    heatmaps, beta = inputs
+    coords, logsumexp = output
+    ctx.mark_non_differentiable(logsumexp)
+    ctx.save_for_backward(heatmaps, coords, logsumexp)
+    ctx.beta = beta
+
+
+def _backward(ctx, grad_coords, _grad_logsumexp):
+    heatmaps, coords, logsumexp = ctx.saved_tensors
+    grad = None
+    if ctx.needs_input_grad[0]:
+        grad = torch.ops.posefast.soft_argmax_backward(grad_coords, heatmaps, coords, logsumexp, ctx.beta)
+    return grad, None
+
+
+torch.library.register_autograd("posefast::soft_argmax_forward", _backward, setup_context=_setup_context)

@@ -1,0 +1,125 @@
+import pytest
+import torch
+
+import kernels_py
+from posefast.ops import render_heatmaps, soft_argmax
+from op_cases import DEVICES
+
+SHAPES = [(1, 1, 1, 1), (2, 1, 5, 7), (3, 17, 13, 9), (64, 17, 64, 48), (4, 17, 96, 72), (2, 17, 256, 192)]
+# coordinate tolerance (px) against a float64 reference, by input dtype
+COORD_ATOL = {torch.float64: 1e-9, torch.float32: 2e-4, torch.float16: 2e-4, torch.bfloat16: 2e-4}
+
+
+def random_logits(shape, dtype, device, seed):
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.randn(shape, generator=gen) * 3).to(device=device, dtype=dtype)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("beta", [1.0, 2.5])
+def test_forward_backward_match_reference(device, shape, dtype, beta):
+    h = random_logits(shape, dtype, device, seed=sum(shape) + int(beta * 10)).requires_grad_()
+    out = soft_argmax(h, beta)
+    expected_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    assert out.dtype == expected_dtype and out.shape == (*shape[:2], 2)
+    # reference on the same (rounded) values, in float64
+    h_ref = h.detach().double().requires_grad_()
+    ref = kernels_py.soft_argmax(h_ref, beta)
+    scale = max(1.0, max(shape[2:]) / 64)
+    torch.testing.assert_close(out.double(), ref, atol=COORD_ATOL[dtype] * scale, rtol=1e-5)
+    grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    out.backward(grad_out.to(device=device, dtype=out.dtype))
+    ref.backward(grad_out.to(device))
+    assert h.grad.dtype == dtype
+    # error relative to the largest gradient entry: p is recomputed from a float32 log-sum-exp
+    gtol = {torch.float64: 1e-10, torch.float32: 5e-6, torch.float16: 2e-3, torch.bfloat16: 1e-2}[dtype]
+    atol = gtol * max(1.0, h_ref.grad.abs().max().item())
+    torch.testing.assert_close(h.grad.double(), h_ref.grad, atol=atol, rtol=0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradcheck_float64(device):
+    h = random_logits((2, 3, 6, 5), torch.float64, device, seed=11).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: soft_argmax(x, 1.7), (h,))
+    h1 = random_logits((1, 2, 1, 4), torch.float64, device, seed=12).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: soft_argmax(x, 0.5), (h1,))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_recovers_interior_keypoints_of_rendered_maps(device):
+    gen = torch.Generator().manual_seed(5)
+    h, w, sigma = 64, 48, 2.0
+    margin = 5 * sigma
+    kp = torch.rand(16, 17, 2, generator=gen) * torch.tensor([w - 1 - 2 * margin, h - 1 - 2 * margin]) + margin
+    kp = kp.to(device)
+    maps = render_heatmaps(kp, torch.ones(16, 17, device=device), (h, w), sigma)
+    rec = soft_argmax(torch.log(maps + 1e-12))
+    assert (rec - kp).abs().max().item() < 1e-3
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_non_finite_logits(device):
+    h = torch.zeros(1, 3, 4, 4, device=device)
+    h[0, 0, 1, 2] = float("nan")
+    h[0, 1, 0, 0] = float("-inf")  # a -inf pixel simply gets probability 0
+    h[0, 2] = float("-inf")
+    out = soft_argmax(h)
+    assert torch.isnan(out[0, 0]).all()
+    expected = kernels_py.soft_argmax(h[:, 1:2].double())
+    torch.testing.assert_close(out[0, 1].double(), expected[0, 0], atol=1e-5, rtol=0)
+    assert torch.isnan(out[0, 2]).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_non_contiguous_and_channels_last(device):
+    base = random_logits((2, 17, 12, 10), torch.float32, device, seed=21)
+    cl = base.to(memory_format=torch.channels_last)
+    sliced = random_logits((2, 17, 12, 20), torch.float32, device, seed=21)[..., ::2]
+    for h in (cl, sliced, base.transpose(2, 3)):
+        assert not h.is_contiguous()
+        h = h.clone().requires_grad_()
+        out = soft_argmax(h)
+        torch.testing.assert_close(out, soft_argmax(h.detach().contiguous()))
+        out.sum().backward()
+        ref_h = h.detach().contiguous().requires_grad_()
+        soft_argmax(ref_h).sum().backward()
+        torch.testing.assert_close(h.grad, ref_h.grad)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_empty_batch(device):
+    h = torch.zeros(0, 17, 8, 6, device=device, requires_grad=True)
+    out = soft_argmax(h)
+    assert out.shape == (0, 17, 2)
+    out.sum().backward()
+    assert h.grad.shape == h.shape
+
+
+def test_opcheck():
+    h = torch.randn(2, 3, 5, 4, requires_grad=True)
+    torch.library.opcheck(torch.ops.posefast.soft_argmax_forward.default, (h, 1.5))
+    hb = torch.randn(2, 3, 8, 8, dtype=torch.bfloat16)
+    torch.library.opcheck(torch.ops.posefast.soft_argmax_forward.default, (hb, 1.0))
+    coords, lse = torch.ops.posefast.soft_argmax_forward(h.detach(), 1.5)
+    torch.library.opcheck(torch.ops.posefast.soft_argmax_backward.default,
+                          (torch.randn(2, 3, 2), h.detach(), coords, lse, 1.5))
+
+
+def test_torch_compile_fullgraph_forward_and_backward():
+    torch._dynamo.reset()
+
+    @torch.compile(fullgraph=True, backend="inductor")
+    def loss_fn(h, target):
+        return (soft_argmax(h * 2.0, beta=1.5) - target).abs().sum()
+
+    h = torch.randn(2, 4, 8, 6, requires_grad=True)
+    target = torch.rand(2, 4, 2) * 5
+    loss = loss_fn(h, target)
+    loss.backward()
+    h_ref = h.detach().clone().requires_grad_()
+    ref = (kernels_py.soft_argmax(h_ref * 2.0, 1.5) - target).abs().sum()
+    ref.backward()
+    torch.testing.assert_close(loss, ref, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(h.grad, h_ref.grad, atol=1e-5, rtol=1e-4)
