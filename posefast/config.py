@@ -47,6 +47,7 @@ class TrainConfig:
     synthetic_root: str = ""  # where the synthetic set is generated ("" = posefast default)
     synthetic_train: int = 600
     synthetic_val: int = 100
+    synthetic_image_size: int = 160  # square synthetic images, px
     mode: str = "topdown"  # topdown (one crop per person) | image (whole image, original study)
     input_size: tuple[int, int] = (128, 96)  # (H, W), multiples of 32
     train_subset: Optional[int] = None
@@ -199,7 +200,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name, choices in CHOICES.items():
         if getattr(cfg, name) not in choices:
             raise ConfigError(f"{name}: {getattr(cfg, name)!r} is not one of {choices}")
-    for name in ("epochs", "batch_size", "synthetic_train", "synthetic_val"):
+    for name in ("epochs", "batch_size", "synthetic_train", "synthetic_val", "synthetic_image_size"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{name} must be >= 1, got {getattr(cfg, name)}")
     if any(s <= 0 or s % 32 for s in cfg.input_size):

@@ -31,7 +31,7 @@ from posefast.config import ConfigError, TrainConfig, check_output_dir, coco_pat
 from posefast.distributed import (DistContext, all_reduce_sum, barrier, broadcast_buffers, gather_to_main,
                                   init_distributed, shutdown)
 from posefast.losses import PoseLoss
-from posefast.models import build_model
+from posefast.models import SimplePoseNet, build_model
 from posefast.models.decode import decode_heatmaps
 from posefast.skeleton import KEYPOINT_NAMES
 
@@ -40,10 +40,19 @@ def dataset_files(cfg: TrainConfig) -> dict:
     """``{train_json, val_json, image_dir}``; the synthetic set is generated on first use."""
     if cfg.dataset == "coco":
         return coco_paths(cfg)
-    from posefast.data.synthetic import default_synthetic_root, make_synthetic_dataset
+    from posefast.data.synthetic import default_synthetic_root
 
-    root = cfg.synthetic_root or default_synthetic_root()
-    return make_synthetic_dataset(root, num_train=cfg.synthetic_train, num_val=cfg.synthetic_val, seed=cfg.seed)
+    return synthetic_files(cfg.synthetic_root or default_synthetic_root(), cfg.synthetic_train, cfg.synthetic_val,
+                           cfg.seed, cfg.synthetic_image_size)
+
+
+def synthetic_files(root: str, num_train: int, num_val: int, seed: int, image_size: int) -> dict:
+    """The synthetic set in its own sub-folder of ``root`` per parameter set (so runs of
+    different sizes never regenerate each other's images), generated on first use."""
+    from posefast.data.synthetic import make_synthetic_dataset
+
+    folder = os.path.join(root, f"train{num_train}_val{num_val}_seed{seed}_size{image_size}")
+    return make_synthetic_dataset(folder, num_train=num_train, num_val=num_val, seed=seed, image_size=image_size)
 
 
 def build_loaders(cfg: TrainConfig, files: dict, stride: int, ctx: DistContext):
@@ -194,6 +203,68 @@ def evaluate(model, loss_fn, loader, cfg: TrainConfig, ctx: DistContext) -> dict
     return result
 
 
+def benchmark_training(batch_size: int = 128, input_size: tuple[int, int] = (256, 192), steps: int = 20,
+                       warmup: int = 5, device: str = "auto", amp: bool = True, channels_last: bool = True,
+                       compile: bool = False, num_images: int = 256, synthetic_root: str = "",
+                       cache_dir: str = "") -> dict:
+    """Training images/s of SimplePoseNet, end to end vs model only.
+
+    ``end_to_end_images_per_s``: the whole step as ``train`` runs it: ``PoseLoader``
+    (gather, augmentation warp, normalisation, target rendering) + forward + dual loss +
+    backward + AdamW step. ``model_only_images_per_s``: the same step repeated on one
+    batch already resident on the device. Both time ``steps`` steps after ``warmup``
+    steps and wait for the device. The data is the synthetic set (``num_images`` training
+    images, generated on first use under ``synthetic_root``).
+    """
+    from posefast.data import AugmentConfig, CocoKeypoints, PoseLoader
+    from posefast.data.synthetic import default_synthetic_root
+    from posefast.distributed import pick_device
+
+    dev = pick_device(device)
+    files = synthetic_files(synthetic_root or default_synthetic_root(), num_images, 1, 0, 160)
+    dataset = CocoKeypoints(files["train_json"], files["image_dir"], input_size=input_size,
+                            cache_dir=cache_dir or None, progress=False)
+    model = SimplePoseNet(pretrained="none").to(dev)
+    cl = channels_last and dev.type == "cuda"
+    if cl:
+        model = model.to(memory_format=torch.channels_last)
+    net = torch.compile(model) if compile else model
+    loss_fn = PoseLoss().to(dev)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    loader = PoseLoader(dataset, batch_size, shuffle=True, drop_last=len(dataset) >= batch_size, device=dev,
+                        augment=AugmentConfig(), output_stride=model.output_stride)
+
+    def batches():
+        epoch = 0
+        while True:
+            loader.set_epoch(epoch)
+            yield from loader
+            epoch += 1
+
+    def timed(source) -> float:
+        count = 0
+        for i in range(warmup + steps):
+            if i == warmup:
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)
+                start, count = time.perf_counter(), 0
+            batch = next(source)
+            train_step(net, loss_fn, optimizer, batch, amp=amp, channels_last=cl, grad_clip=1.0)
+            count += len(batch)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        return count / (time.perf_counter() - start)
+
+    stream = batches()
+    end_to_end = timed(stream)
+    fixed = next(stream)
+    stream.close()
+    model_only = timed(iter(lambda: fixed, None))
+    return {"end_to_end_images_per_s": end_to_end, "model_only_images_per_s": model_only,
+            "batch_size": batch_size, "input_size": list(input_size), "device": str(dev),
+            "amp": amp and dev.type == "cuda", "channels_last": cl, "compile": compile, "steps": steps}
+
+
 def log_line(epoch: int, cfg: TrainConfig, train: dict, val: dict) -> str:
     """One human-readable summary line per epoch."""
     pck = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
@@ -208,6 +279,10 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> dict | None:
     ``stop_after``: return after this many epochs of this invocation, leaving ``last.pt``
     as an interrupted run would (``resume: true`` then continues exactly).
     """
+    if cfg.dataset == "coco":
+        coco_paths(cfg)  # a missing dataset is a ConfigError before anything starts
+    if int(os.environ.get("RANK", "0")) == 0:
+        check_output_dir(cfg.out_dir)
     ctx = init_distributed(cfg.device)
     try:
         return _train(cfg, ctx, stop_after)
@@ -216,7 +291,7 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> dict | None:
 
 
 def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict | None:
-    out_dir = check_output_dir(cfg.out_dir) if ctx.is_main else os.path.abspath(cfg.out_dir)
+    out_dir = os.path.abspath(cfg.out_dir)
     last_path, best_path = os.path.join(out_dir, "last.pt"), os.path.join(out_dir, "best.pt")
     if cfg.resume and not os.path.isfile(last_path):
         raise ConfigError(f"resume: no checkpoint at {last_path}")

@@ -1,0 +1,110 @@
+"""Training loop on a tiny synthetic set: learning, exact resume, DDP (gloo), benchmark."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from posefast.config import REPO_ROOT, load_config
+from posefast.train import benchmark_training, lr_factor, train
+
+TINY = ["--input_size", "64,32", "--pretrained", "none", "--progress", "false", "--amp", "false"]
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    """Folder holding the synthetic set and crop caches shared by this module's runs."""
+    return tmp_path_factory.mktemp("posefast_tiny")
+
+
+def tiny_config(root, out_dir, *extra, **overrides):
+    argv = TINY + ["--synthetic_root", str(root / "synthetic"), "--cache_dir", str(root / "cache"),
+                   "--out_dir", str(out_dir), *extra]
+    return load_config(argv, **overrides)
+
+
+def read_metrics(out_dir):
+    with open(os.path.join(out_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor():
+    factors = [lr_factor(s, 4, 20, 0.1) for s in range(21)]
+    assert factors[:4] == [0.25, 0.5, 0.75, 1.0] and factors[4] == 1.0
+    assert all(a >= b for a, b in zip(factors[4:], factors[5:]))
+    assert factors[20] == pytest.approx(0.1)
+
+
+def test_short_run_loss_falls_and_pck_rises(tiny_root, tmp_path):
+    cfg = tiny_config(tiny_root, tmp_path / "run", synthetic_train=96, synthetic_val=32, epochs=6, batch_size=16,
+                      lr=3e-3, warmup_epochs=0.5)
+    train(cfg)
+    records = read_metrics(tmp_path / "run")
+    assert [r["epoch"] for r in records] == list(range(1, 7))
+    assert records[-1]["loss"] < 0.7 * records[0]["loss"]
+    first, last = records[0]["val"], records[-1]["val"]
+    assert last["pck_torso"] > first["pck_torso"] + 0.1
+    assert last["pck_bbox"] > first["pck_bbox"]
+    assert set(last["pck_torso_per_joint"]) >= {"nose", "left_ankle"}
+    assert records[-1]["pretrained"] is False and records[-1]["samples_per_s"] > 0
+    ckpt = torch.load(tmp_path / "run" / "best.pt", weights_only=False)
+    assert ckpt["pretrained"] is False and ckpt["best"] == max(r["val"]["pck_torso"] for r in records)
+    assert {"model", "optimizer", "scheduler", "scaler", "epoch", "config", "metrics", "rng"} <= set(ckpt)
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_root, tmp_path):
+    common = dict(synthetic_train=24, synthetic_val=8, epochs=2, batch_size=8)
+    train(tiny_config(tiny_root, tmp_path / "straight", **common))
+    train(tiny_config(tiny_root, tmp_path / "resumed", **common), stop_after=1)
+    assert len(read_metrics(tmp_path / "resumed")) == 1
+    train(tiny_config(tiny_root, tmp_path / "resumed", "--resume", **common))
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)
+    assert a["epoch"] == b["epoch"] == 2
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"]
+    ra, rb = read_metrics(tmp_path / "straight"), read_metrics(tmp_path / "resumed")
+    assert [r["loss"] for r in ra] == [r["loss"] for r in rb]
+
+
+def test_resume_without_a_checkpoint_is_an_error(tiny_root, tmp_path):
+    from posefast.config import ConfigError
+
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        train(tiny_config(tiny_root, tmp_path / "empty", "--resume", synthetic_train=24, synthetic_val=8))
+
+
+def test_ddp_with_gloo_on_two_processes(tiny_root, tmp_path):
+    out = tmp_path / "ddp"
+    argv = TINY + ["--synthetic_root", str(tiny_root / "synthetic"), "--cache_dir", str(tiny_root / "cache"),
+                   "--out_dir", str(out), "--synthetic_train", "24", "--synthetic_val", "8", "--epochs", "2",
+                   "--batch_size", "4", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+           "posefast.train", *argv]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = read_metrics(out)
+    assert [r["epoch"] for r in records] == [1, 2]  # rank 1 appended nothing
+    assert all(r["world_size"] == 2 for r in records)
+    people = {split: people_with_keypoints(tiny_root, split) for split in ("train", "val")}
+    assert records[-1]["val"]["samples"] == people["val"]  # both shards merged, wrap-around padding removed
+    assert records[-1]["step"] == 2 * ((people["train"] // 2) // 4)  # each rank: half the samples, batches of 4
+    assert sorted(os.listdir(out)) == ["best.pt", "config.yaml", "last.pt", "metrics.jsonl"]
+
+
+def people_with_keypoints(root, split):
+    """Top-down samples of the 24/8-image synthetic set: persons with >= 1 labelled joint."""
+    folder = next(p for p in (root / "synthetic").iterdir() if p.name.startswith("train24_val8_"))
+    with open(folder / f"{split}.json") as f:
+        return sum(1 for a in json.load(f)["annotations"] if a["num_keypoints"] > 0 and not a["iscrowd"])
+
+
+def test_benchmark_training_runs_on_cpu_at_a_tiny_size(tiny_root):
+    result = benchmark_training(batch_size=4, input_size=(64, 32), steps=2, warmup=1, device="cpu", num_images=8,
+                                synthetic_root=str(tiny_root / "synthetic_bench"), cache_dir=str(tiny_root / "cache"))
+    assert result["end_to_end_images_per_s"] > 0 and result["model_only_images_per_s"] > 0
+    assert result["batch_size"] == 4 and result["device"] == "cpu"
