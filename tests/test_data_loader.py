@@ -159,3 +159,18 @@ def test_benchmark_loader_reports_throughput(dataset):
     loader = PoseLoader(dataset, 8, shuffle=True, drop_last=True, device="cpu", augment=AugmentConfig(),
                         output_stride=4)
     assert benchmark_loader(loader, num_batches=3, warmup=1) > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a visible CUDA GPU")
+@pytest.mark.parametrize("augment", [None, AugmentConfig(half_body_prob=0.3)])
+def test_cuda_batches_match_cpu(dataset, augment):
+    """Pinned buffers, non-blocking copies and the GPU warp give the CPU pipeline's batches."""
+    options = dict(shuffle=True, drop_last=False, augment=augment, output_stride=4, seed=3, prefetch=1)
+    cpu_batches = list(PoseLoader(dataset, 4, device="cpu", **options))
+    cuda_batches = list(PoseLoader(dataset, 4, device="cuda", **options))
+    assert len(cpu_batches) == len(cuda_batches)
+    for cpu, gpu in zip(cpu_batches, cuda_batches):
+        assert gpu.images.is_cuda and gpu.targets.is_cuda
+        assert torch.equal(cpu.indices, gpu.indices.cpu()) and torch.equal(cpu.affine, gpu.affine.cpu())
+        assert torch.allclose(cpu.images, gpu.images.cpu(), atol=1e-3)
+        assert torch.allclose(cpu.targets, gpu.targets.cpu(), atol=1e-4)

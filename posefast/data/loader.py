@@ -16,7 +16,7 @@ from posefast.data.augment import sample_affines
 from posefast.data.batch import Batch
 from posefast.data.geometry import apply_affine, compose, invert_affine
 from posefast.data.normalize import normalize_images
-from posefast.data.warp import center_crop_images, warp_images
+from posefast.data.warp import center_crop_images, grid_theta, warp_with_theta
 from posefast.skeleton import FLIP_INDEX
 
 
@@ -123,14 +123,17 @@ class PoseLoader:
         inside = ((keypoints[..., 0] >= -0.5) & (keypoints[..., 0] < width - 0.5)
                   & (keypoints[..., 1] >= -0.5) & (keypoints[..., 1] < height - 0.5))
         input_to_cache = compose(meta["cache_affine"], invert_affine(affine))
-        return {
-            "slot": slot, "crops": crops, "input_to_cache": input_to_cache,
+        host = {
+            "theta": grid_theta(input_to_cache, self.dataset.cache_size, self.input_size).float(),
             "keypoints": keypoints.float(), "visible": (labelled & inside).float(),
             "affine": affine.float(), "flipped": flipped, "bbox": meta["bbox"].float(),
             "image_ids": meta["image_id"], "ann_ids": meta["ann_id"],
             "gt_keypoints_orig": original[..., :2].float(), "gt_visible_orig": (original[..., 2] > 0).float(),
             "indices": torch.from_numpy(indices),
         }
+        if self._pinned:  # page-locked, so the non-blocking copies never stall the host
+            host = {name: value.pin_memory() for name, value in host.items()}
+        return {"slot": slot, "crops": crops, **host}
 
     def _finish(self, host):
         """Device side of one batch: copy, warp, normalise, render."""
@@ -140,13 +143,13 @@ class PoseLoader:
         if device.type == "cuda":
             self._events[slot] = torch.cuda.Event()
             self._events[slot].record()
-        input_to_cache = host.pop("input_to_cache")
+        fields = {name: value.to(device, non_blocking=True) for name, value in host.items()}
+        theta = fields.pop("theta")
         if self.augment is None:
             images = center_crop_images(crops, self.input_size)
         else:
-            images = warp_images(crops, input_to_cache, self.input_size)
+            images = warp_with_theta(crops, theta, self.input_size)
         images = normalize_images(images)
-        fields = {name: value.to(device, non_blocking=True) for name, value in host.items()}
         stride = self.output_stride
         fields["heatmap_keypoints"] = (fields["keypoints"] + 0.5) / stride - 0.5
         fields["targets"] = (render_targets(fields["heatmap_keypoints"], fields["visible"], self.heatmap_size,

@@ -35,9 +35,12 @@ def warp_images(crops_nhwc, output_to_source, output_hw):
     ``output_to_source`` ``[B, 2, 3]`` maps output pixels to source pixels. Bilinear
     sampling; outside the source is 0 (black).
     """
-    batch, source_h, source_w, _ = crops_nhwc.shape
-    theta = grid_theta(output_to_source, (source_h, source_w), output_hw)
-    theta = theta.to(device=crops_nhwc.device, dtype=torch.float32, non_blocking=True)
+    theta = grid_theta(output_to_source, crops_nhwc.shape[1:3], output_hw).float()
+    return warp_with_theta(crops_nhwc, theta.to(crops_nhwc.device), output_hw)
+
+
+def warp_with_theta(crops_nhwc, theta, output_hw):
+    """``warp_images`` given the ``grid_sample`` thetas ``[B, 2, 3]`` (float32, on the crops' device)."""
     source = crops_nhwc.permute(0, 3, 1, 2).float()
     grid = sampling_grid(theta, output_hw)
     return F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
