@@ -27,4 +27,15 @@ TORCH_LIBRARY(posefast, m) {
   m.def(
       "pck_counts(Tensor pred, Tensor gt, Tensor visible, Tensor norm, Tensor thresholds) "
       "-> (Tensor hits, Tensor valid)");
+  // Fused pose loss (issue 8): heatmap loss vs the analytic Gaussian target + soft-argmax L1.
+  // loss = (total, heatmap, coord) [3]; coords, logsumexp and norm (N) are saved for backward.
+  m.def(
+      "pose_loss_forward(Tensor logits, Tensor keypoints, Tensor visible, Tensor joint_weights, "
+      "float sigma, float coord_weight, float beta, str heatmap_loss) "
+      "-> (Tensor loss, Tensor coords, Tensor logsumexp, Tensor norm)");
+  // Gradient w.r.t. the logits given the gradient of loss [3], in one pass over the logits.
+  m.def(
+      "pose_loss_backward(Tensor grad_loss, Tensor logits, Tensor keypoints, Tensor visible, "
+      "Tensor joint_weights, Tensor coords, Tensor logsumexp, Tensor norm, float sigma, "
+      "float coord_weight, float beta, str heatmap_loss) -> Tensor");
 }

@@ -7,5 +7,6 @@ documented in :mod:`posefast.ops`.
 from kernels_py.render import render_heatmaps
 from kernels_py.soft_argmax import soft_argmax
 from kernels_py.pck import pck_counts
+from kernels_py.pose_loss import pose_loss
 
-__all__ = ["render_heatmaps", "soft_argmax", "pck_counts"]
+__all__ = ["render_heatmaps", "soft_argmax", "pck_counts", "pose_loss"]

@@ -10,7 +10,8 @@ from posefast.ops._extension import load_extension
 load_extension()
 
 from posefast.ops.pck import pck_counts  # noqa: E402
+from posefast.ops.pose_loss import pose_loss  # noqa: E402
 from posefast.ops.render import render_heatmaps  # noqa: E402
 from posefast.ops.soft_argmax import soft_argmax  # noqa: E402
 
-__all__ = ["render_heatmaps", "soft_argmax", "pck_counts"]
+__all__ = ["render_heatmaps", "soft_argmax", "pck_counts", "pose_loss"]
