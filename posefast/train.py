@@ -7,8 +7,10 @@ throughput, then validates: predictions are decoded by soft-argmax from the heat
 with the bbox normaliser scaled by the crop's zoom) and scored with PCK@``pck_threshold``
 normalised by torso size (the original study's metric) and by bbox size (as mmpose
 reports it). Each epoch appends one JSON line to ``<out_dir>/metrics.jsonl`` and writes
-``last.pt`` (and ``best.pt`` when torso PCK improves). Under ``torchrun`` every rank
-trains on its shard with DDP and only rank 0 writes.
+``last.pt`` (and ``best.pt`` when torso PCK improves) and the pictures of
+``posefast.plots.write_training_pictures`` (``val_overlay.png``, ``per_joint_pck.png``,
+``curves.png``). Under ``torchrun`` every rank trains on its shard with DDP and only
+rank 0 writes.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from posefast.distributed import (DistContext, all_reduce_sum, barrier, broadcas
 from posefast.losses import PoseLoss
 from posefast.models import SimplePoseNet, build_model
 from posefast.models.decode import decode_heatmaps
+from posefast.plots import write_training_pictures
 from posefast.skeleton import KEYPOINT_NAMES
 
 
@@ -161,11 +164,32 @@ def use_channels_last(cfg: TrainConfig, ctx: DistContext) -> bool:
     return cfg.channels_last and ctx.device.type == "cuda"
 
 
+def eval_points(batch, pred_input_px: torch.Tensor, space: str):
+    """(pred, gt, visible, bbox normaliser) of a batch in the evaluation space.
+
+    ``original``: predictions mapped back through ``invert_keypoints`` and compared with
+    the unaugmented annotation (all labelled joints) and the person box, in original
+    image px. ``input``: everything in network-input px (joints inside the input only),
+    the box size scaled by the crop's zoom.
+    """
+    if space == "original":
+        from posefast.data import invert_keypoints
+
+        pred = invert_keypoints(pred_input_px, batch.affine, batch.flipped)
+        return pred, batch.gt_keypoints_orig, batch.gt_visible_orig, metrics.bbox_size(batch.bbox)
+    zoom = torch.linalg.det(batch.affine[:, :, :2].double()).abs().sqrt().float()
+    return pred_input_px, batch.keypoints, batch.visible, metrics.bbox_size(batch.bbox) * zoom
+
+
 @torch.no_grad()
 def evaluate(model, loss_fn, loader, cfg: TrainConfig, ctx: DistContext) -> dict | None:
-    """Validation loss and PCK on rank 0 (``None`` on other ranks); see the module docstring."""
+    """Validation loss and PCK (torso- and bbox-normalised) on rank 0; ``None`` elsewhere.
+
+    Every rank scores its shard; rank 0 gathers the points, drops the duplicates that
+    DDP's wrap-around padding adds, and computes PCK with ``posefast.metrics.pck``.
+    """
     model.eval()
-    stride = model.output_stride
+    keys = ("index", "pred", "gt", "vis", "torso", "bbox")
     parts, sums = [], torch.zeros(4, dtype=torch.float64)
     for batch in loader:
         with autocast(cfg.amp, ctx.device):
@@ -173,33 +197,23 @@ def evaluate(model, loss_fn, loader, cfg: TrainConfig, ctx: DistContext) -> dict
         out = loss_fn(logits, batch.heatmap_keypoints, batch.visible, batch.targets)
         n = len(batch)
         sums += torch.tensor([out.total.item() * n, out.heatmap.item() * n, out.coord.item() * n, n], dtype=torch.float64)
-        pred = decode_heatmaps(logits, stride, cfg.beta)
-        if cfg.eval_space == "original":
-            from posefast.data import invert_keypoints
-
-            pred = invert_keypoints(pred, batch.affine, batch.flipped)
-            gt, vis = batch.gt_keypoints_orig, batch.gt_visible_orig
-            box = metrics.bbox_size(batch.bbox)
-        else:
-            gt, vis = batch.keypoints, batch.visible
-            zoom = torch.linalg.det(batch.affine[:, :, :2].double()).abs().sqrt().float()
-            box = metrics.bbox_size(batch.bbox) * zoom
-        parts.append({"index": batch.indices.cpu(), "pred": pred.float().cpu(), "gt": gt.float().cpu(),
-                      "vis": vis.float().cpu(), "torso": metrics.torso_size(gt, vis).float().cpu(), "bbox": box.float().cpu()})
+        pred, gt, vis, box = eval_points(batch, decode_heatmaps(logits, model.output_stride, cfg.beta), cfg.eval_space)
+        values = (batch.indices, pred, gt, vis, metrics.torso_size(gt, vis), box)
+        parts.append({k: v.cpu() if k == "index" else v.float().cpu() for k, v in zip(keys, values)})
     gathered = gather_to_main(ctx, {"parts": parts, "sums": sums})
     if not ctx.is_main:
         return None
-    merged = {key: torch.cat([p[key] for g in gathered for p in g["parts"]]) for key in ("index", "pred", "gt", "vis", "torso", "bbox")}
-    _, first = np.unique(merged["index"].numpy(), return_index=True)  # DDP pads shards by wrapping around
-    merged = {key: value[torch.from_numpy(first)] for key, value in merged.items()}
+    merged = {k: torch.cat([p[k] for g in gathered for p in g["parts"]]) for k in keys}
+    _, first = np.unique(merged["index"].numpy(), return_index=True)
+    merged = {k: v[torch.from_numpy(first)] for k, v in merged.items()}
     total, heatmap, coord, samples = sum(g["sums"] for g in gathered).tolist()
     result = {"loss": total / samples, "loss_heatmap": heatmap / samples, "loss_coord": coord / samples,
-              "samples": len(merged["index"])}
+              "samples": len(first)}
     for name in ("torso", "bbox"):
         pck = metrics.pck(merged["pred"], merged["gt"], merged["vis"], merged[name], (cfg.pck_threshold,))
         mean, per_joint = pck.at(cfg.pck_threshold)
         result[f"pck_{name}"] = None if math.isnan(mean) else mean
-        result[f"pck_{name}_per_joint"] = {n: (None if math.isnan(v) else v) for n, v in zip(KEYPOINT_NAMES, per_joint.tolist())}
+        result[f"pck_{name}_per_joint"] = {j: (None if math.isnan(v) else v) for j, v in zip(KEYPOINT_NAMES, per_joint.tolist())}
     return result
 
 
@@ -348,6 +362,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
             if improved:
                 save_checkpoint(best_path, **state)
             tqdm.write(log_line(epoch + 1, cfg, train_stats, val_stats))
+            write_training_pictures(out_dir, model, val_loader, val_stats, cfg)
         barrier(ctx)
         if stop_after is not None and epoch + 1 - start_epoch >= stop_after:
             break

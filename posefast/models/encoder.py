@@ -91,6 +91,6 @@ def build_encoder(pretrained: str = "auto") -> tuple[ResNet18Encoder, bool]:
         "!! The encoder starts from RANDOM initialisation (pretrained: false).\n"
         "!! Pass --pretrained PATH, or --pretrained download when online.\n"
         f"{'!' * 72}",
-        stacklevel=2,
+        stacklevel=3,
     )
     return encoder, False
