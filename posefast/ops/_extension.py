@@ -1,4 +1,5 @@
 """Loads the compiled operator library ``posefast._C`` (registers ``torch.ops.posefast``)."""
+import importlib
 
 BUILD_HINT = (
     "posefast's compiled extension posefast._C is missing or failed to load. Build it from the "
@@ -12,7 +13,6 @@ BUILD_HINT = (
 def load_extension():
     """Import ``posefast._C`` or raise an ImportError that says how to build it."""
     try:
-        from posefast import _C  # noqa: F401
+        return importlib.import_module("posefast._C")
     except ImportError as exc:
         raise ImportError(f"{BUILD_HINT}\nOriginal error: {exc}") from exc
-    return _C
