@@ -61,12 +61,14 @@ def _heatmap_tint(image, targets):
     return (image * (1 - 0.6 * peak) + red * 0.6 * peak).clip(0, 255).astype(np.uint8)
 
 
-def save_batch_overlay(batch, path, max_images=16, predictions=None, show_targets=True):
+def save_batch_overlay(batch, path, max_images=16, predictions=None, show_targets=True,
+                       prediction_color=(255, 0, 255)):
     """Write a PNG grid of the first ``max_images`` samples of a ``Batch``.
 
     Each cell shows the (de-normalised) input with the ground-truth skeleton (and the target
     heatmaps tinted red if present and ``show_targets``); with ``predictions`` ``[B, 17, 2]``
-    (input px) a second panel beside it shows the predicted skeleton in magenta (all joints).
+    (input px) a second panel beside it shows the predicted skeleton (all joints) in
+    ``prediction_color`` (magenta; None: left/right colours like the ground truth).
     Returns ``path``.
     """
     from posefast.data.normalize import denormalize_to_uint8
@@ -81,7 +83,7 @@ def save_batch_overlay(batch, path, max_images=16, predictions=None, show_target
         panels = [draw_skeleton(truth, batch.keypoints[i], batch.visible[i])]
         if predictions is not None:
             pred = torch.as_tensor(predictions[i]).detach().cpu()
-            panels.append(draw_skeleton(images[i], pred, torch.ones(pred.shape[0]), color=(255, 0, 255)))
+            panels.append(draw_skeleton(images[i], pred, torch.ones(pred.shape[0]), color=prediction_color))
         cell = np.concatenate(panels, axis=1)
         cells.append(np.pad(cell, ((2, 2), (2, 2), (0, 0)), constant_values=255))
     columns = min(count, 8 if predictions is None else 4)

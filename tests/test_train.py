@@ -93,7 +93,8 @@ def test_ddp_with_gloo_on_two_processes(tiny_root, tmp_path):
     people = {split: people_with_keypoints(tiny_root, split) for split in ("train", "val")}
     assert records[-1]["val"]["samples"] == people["val"]  # both shards merged, wrap-around padding removed
     assert records[-1]["step"] == 2 * ((people["train"] // 2) // 4)  # each rank: half the samples, batches of 4
-    assert sorted(os.listdir(out)) == ["best.pt", "config.yaml", "last.pt", "metrics.jsonl"]
+    assert sorted(os.listdir(out)) == ["best.pt", "config.yaml", "curves.png", "last.pt", "metrics.jsonl",
+                                       "per_joint_pck.png", "val_overlay.png"]
 
 
 def people_with_keypoints(root, split):

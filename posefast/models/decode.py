@@ -1,7 +1,9 @@
-"""Heatmaps -> keypoints: the decoding used for validation and inference."""
+"""Heatmaps -> keypoints: the decodings used for validation, evaluation and inference."""
 import torch
 
 from posefast import ops
+
+DECODERS = ("soft_argmax", "argmax_quarter")
 
 
 def heatmap_to_input_px(points: torch.Tensor, stride: int) -> torch.Tensor:
@@ -12,3 +14,41 @@ def heatmap_to_input_px(points: torch.Tensor, stride: int) -> torch.Tensor:
 def decode_heatmaps(logits: torch.Tensor, stride: int, beta: float = 1.0) -> torch.Tensor:
     """``[B,K,H,W]`` logits -> ``[B,K,2]`` float32 keypoints in input px, by soft-argmax."""
     return heatmap_to_input_px(ops.soft_argmax(logits.float(), beta=beta), stride)
+
+
+def argmax_quarter_offset(logits: torch.Tensor) -> torch.Tensor:
+    """``[B,K,H,W]`` -> ``[B,K,2]`` heatmap px: the arg-max pixel moved a quarter pixel towards
+    its higher neighbour along x and along y (as SimpleBaseline's ``get_final_preds``; here an
+    axis is not shifted when the peak is on that axis's border, nor on a tie)."""
+    maps = logits.float()
+    b, k, h, w = maps.shape
+    flat = maps.reshape(b, k, h * w)
+    index = flat.argmax(dim=-1)
+    ys, xs = torch.div(index, w, rounding_mode="floor"), index % w
+
+    def neighbour_sign(dx, dy):
+        ahead = flat.gather(-1, ((ys + dy).clamp(0, h - 1) * w + (xs + dx).clamp(0, w - 1))[..., None])[..., 0]
+        behind = flat.gather(-1, ((ys - dy).clamp(0, h - 1) * w + (xs - dx).clamp(0, w - 1))[..., None])[..., 0]
+        pos = ys if dy else xs
+        inside = (pos > 0) & (pos < (h if dy else w) - 1)
+        return torch.where(inside, torch.sign(ahead - behind), torch.zeros_like(ahead))
+
+    x = xs.float() + 0.25 * neighbour_sign(1, 0)
+    y = ys.float() + 0.25 * neighbour_sign(0, 1)
+    return torch.stack([x, y], dim=-1)
+
+
+def decode(logits: torch.Tensor, stride: int, decoder: str = "soft_argmax", beta: float = 1.0) -> torch.Tensor:
+    """``[B,K,H,W]`` logits -> ``[B,K,2]`` float32 input px by ``decoder`` (one of ``DECODERS``)."""
+    if decoder == "soft_argmax":
+        return decode_heatmaps(logits, stride, beta)
+    if decoder == "argmax_quarter":
+        return heatmap_to_input_px(argmax_quarter_offset(logits), stride)
+    raise ValueError(f"unknown decoder {decoder!r}; choose from {DECODERS}")
+
+
+def joint_confidence(logits: torch.Tensor, loss: str = "bce") -> torch.Tensor:
+    """``[B,K]`` per-joint confidence in [0, 1]: the peak heatmap value (through a sigmoid for
+    BCE-trained logits, clamped to [0, 1] for MSE-trained heatmaps)."""
+    peak = logits.float().flatten(2).amax(dim=-1)
+    return torch.sigmoid(peak) if loss == "bce" else peak.clamp(0, 1)
