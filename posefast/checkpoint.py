@@ -66,10 +66,27 @@ def save_checkpoint(path: str, *, model, optimizer, scheduler, scaler, epoch: in
     os.replace(tmp, path)
 
 
+class CheckpointError(ValueError):
+    """A file that is missing, unreadable or not a posefast training checkpoint."""
+
+
+def read_checkpoint(path: str, map_location="cpu") -> dict:
+    """The mapping saved at ``path``; :class:`CheckpointError` naming the path if it is not one."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # pickle, zip and torch errors alike
+        raise CheckpointError(f"{path} is not a readable torch checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(ckpt, dict) or not {"model", "config"} <= set(ckpt):
+        raise CheckpointError(f"{path} is not a posefast training checkpoint (no 'model' and 'config' entries)")
+    return ckpt
+
+
 def load_checkpoint(path: str, *, model, optimizer=None, scheduler=None, scaler=None, map_location="cpu",
                     restore_rng: bool = True) -> dict:
     """Load ``path`` into the given objects (those passed) and return the whole mapping."""
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    ckpt = read_checkpoint(path, map_location)
     unwrap(model).load_state_dict(ckpt["model"])
     if optimizer is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -80,3 +97,23 @@ def load_checkpoint(path: str, *, model, optimizer=None, scheduler=None, scaler=
     if restore_rng:
         set_rng_state(ckpt["rng"])
     return ckpt
+
+
+def load_trained_model(path: str, device="cpu"):
+    """``(model, config, checkpoint)``: the network of a training checkpoint, rebuilt from its
+    saved config, with its weights, on ``device`` and in eval mode (for evaluation, inference
+    and export). Raises :class:`CheckpointError` naming ``path`` when that is impossible."""
+    from posefast.config import ConfigError, config_from_dict
+    from posefast.models import build_model
+
+    ckpt = read_checkpoint(path)
+    try:
+        cfg = config_from_dict(ckpt["config"])
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: its saved config is not usable: {exc}") from None
+    model = build_model(cfg.model, pretrained="none", output_stride=cfg.output_stride, head_bias=cfg.head_bias)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit model {cfg.model!r}: {str(exc)[:300]}") from None
+    return model.to(device).eval(), cfg, ckpt

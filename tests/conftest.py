@@ -25,3 +25,22 @@ def coco_dir():
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU (skipped when none is visible)")
     config.addinivalue_line("markers", "slow: longer end-to-end runs")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One short CPU training run shared by the evaluation / inference / export / plot tests:
+    SimplePoseNet on 16 + 6 synthetic images at 64x32 input, 1 epoch. Returns
+    ``{"root", "run" (its out_dir, with best.pt), "val_json", "image_dir"}``."""
+    from posefast.config import load_config
+    from posefast.train import dataset_files, train
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    argv = ["--input_size", "64,32", "--pretrained", "none", "--progress", "false", "--amp", "false",
+            "--device", "cpu", "--synthetic_root", str(root / "synthetic"), "--cache_dir", str(root / "cache"),
+            "--out_dir", str(root / "run"), "--synthetic_train", "16", "--synthetic_val", "6", "--epochs", "1",
+            "--batch_size", "8"]
+    cfg = load_config(argv)
+    train(cfg)
+    files = dataset_files(cfg)
+    return {"root": root, "run": root / "run", "val_json": files["val_json"], "image_dir": files["image_dir"]}
