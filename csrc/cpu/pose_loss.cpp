@@ -5,7 +5,8 @@
 //
 // Per map the forward keeps only the pixel-loss sum, the soft-argmax coordinates and the
 // log-sum-exp; the [B, K] -> scalar reduction (mask, joint weights, N) follows.
-// Hidden joints (visible <= 0) are skipped: not read forward, zero gradient backward.
+// Hidden joints (visible <= 0) are skipped: not read forward (coords and log-sum-exp
+// saved as 0), zero gradient backward.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -76,7 +77,7 @@ void forward_maps(const scalar_t* src, const acc_t* kp, const acc_t* vis, int64_
       const acc_t x = kp[2 * m], y = kp[2 * m + 1];
       if (!pose_loss_counts(vis[m])) {
         hm_sum[m] = 0;
-        coords[2 * m] = coords[2 * m + 1] = lse[m] = std::numeric_limits<acc_t>::quiet_NaN();
+        coords[2 * m] = coords[2 * m + 1] = lse[m] = acc_t(0);  // not computed
         continue;
       }
       const bool renders = renders_keypoint(vis[m], x, y);
