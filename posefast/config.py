@@ -49,11 +49,11 @@ class TrainConfig:
     synthetic_val: int = 100
     synthetic_image_size: int = 160  # square synthetic images, px
     mode: str = "topdown"  # topdown (one crop per person) | image (whole image, original study)
-    input_size: tuple[int, int] = (128, 96)  # (H, W), multiples of 32
+    input_size: tuple[int, int] = (96, 64)  # (H, W), multiples of 32
     train_subset: Optional[int] = None
     val_subset: Optional[int] = None
     augment: bool = True
-    augment_options: dict = field(default_factory=dict)  # AugmentConfig fields
+    augment_options: dict = field(default_factory=lambda: {"rotation": 15.0, "scale": 0.2})  # AugmentConfig fields
     # model
     model: str = "simple"  # simple | unet
     output_stride: int = 4  # unet: 4, 2 or 1
@@ -63,16 +63,16 @@ class TrainConfig:
     loss: str = "bce"  # bce | mse
     coord_weight: float = 0.1
     sigma: float = 2.0  # Gaussian target sigma, heatmap px
-    beta: float = 1.0  # soft-argmax inverse temperature (loss and decoding)
+    beta: float = 2.0  # soft-argmax inverse temperature (loss and decoding)
     joint_weights: Optional[list[float]] = None  # None = posefast.skeleton.DEFAULT_JOINT_WEIGHTS
     # optimisation
     optimizer: str = "adamw"
-    lr: float = 2e-3
+    lr: float = 3e-3
     weight_decay: float = 1e-4
-    warmup_epochs: float = 1.0
+    warmup_epochs: float = 0.5
     min_lr_ratio: float = 0.01  # cosine floor, as a fraction of lr
-    epochs: int = 10
-    batch_size: int = 32
+    epochs: int = 12
+    batch_size: int = 16
     grad_clip: float = 1.0  # max global grad norm; 0 disables
     # system
     device: str = "auto"  # auto | cpu | cuda | cuda:N
