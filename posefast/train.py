@@ -334,6 +334,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
         if ctx.rank:
             seed_everything(cfg.seed + ctx.rank + 1000 * start_epoch)
     if ctx.is_main:
+        if start_epoch == 0 and os.path.exists(os.path.join(out_dir, "metrics.jsonl")):
+            os.remove(os.path.join(out_dir, "metrics.jsonl"))  # a fresh run starts a fresh log
         with open(os.path.join(out_dir, "config.yaml"), "w") as f:
             yaml.safe_dump({**to_dict(cfg), "pretrained_loaded": pretrained}, f, sort_keys=False)
         print(f"posefast.train: {cfg.model} (output stride {stride}, pretrained: {str(pretrained).lower()}) on "
