@@ -1,5 +1,6 @@
 // CPU Gaussian heatmap rendering: one task per map, separable Gaussian
-// (one exponential per row and per column, one multiply per pixel).
+// (one exponential per row and per column, one multiply per pixel). Memory-bound: the
+// output is the whole cost, so it is asked to live on huge pages (cpu_simd.h).
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -9,6 +10,7 @@
 
 #include "../include/op_checks.h"
 #include "../include/pose_math.h"
+#include "cpu_simd.h"
 
 namespace posefast {
 namespace {
@@ -46,6 +48,7 @@ at::Tensor render_heatmaps_cpu(const at::Tensor& keypoints, const at::Tensor& vi
   const int64_t B = keypoints.size(0), K = keypoints.size(1);
   at::Tensor out = at::empty({B, K, height, width}, keypoints.options().dtype(dtype));
   if (out.numel() == 0) return out;
+  advise_huge_pages(out.data_ptr(), out.nbytes());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "render_heatmaps_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto acc = c10::CppTypeToScalarType<acc_t>::value;

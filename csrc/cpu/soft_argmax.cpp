@@ -1,15 +1,117 @@
-// CPU soft-argmax, forward and backward. One task per map; the forward pass reads each
-// row once, folding it into the map's online softmax state (max, sum-of-exp, weighted
-// sums) and saves only the log-sum-exp per map.
+// CPU soft-argmax, forward and backward. One task per map; only the log-sum-exp per map is
+// saved for the backward pass.
+//
+// float32 / bfloat16 / float16 maps take the SIMD path (cpu_simd.h: 16-float vectors,
+// compiled for AVX-512, AVX2 and baseline x86-64, picked at load time): the forward pass
+// reads the map twice (a max pass, then one exp_poly per pixel accumulating the sums; the
+// second read hits L1/L2, a map is at most a few hundred KB), the backward pass reads and
+// writes each pixel once. Reduced-precision maps are widened to float one map at a time.
+// A forward map holding a non-finite beta * h (NaN, +-inf) falls back to the exact scalar
+// online-softmax path below, which defines the NaN / inf semantics; float64 always takes
+// that scalar path.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <type_traits>
+#include <vector>
+
 #include "../include/op_checks.h"
 #include "../include/pose_math.h"
+#include "cpu_simd.h"
 
 namespace posefast {
+
+// ---------------------------------------------------------------- float SIMD kernels
+// (external linkage: target_clones makes one ifunc per function)
+
+// Soft-argmax of one float map: out = (x, y, logsumexp). Returns false, writing nothing,
+// when some beta * h is not finite.
+PF_CPU_CLONES bool posefast_soft_argmax_map_f32(const float* src, int64_t H, int64_t W, float beta,
+                                                float* out) {
+  const int64_t n = H * W;
+  float m = neg_inf<float>(), bad = 0.f;
+  int64_t k = 0;
+#if PF_HAVE_VEC
+  using namespace simd;
+  vf vm = splat(neg_inf<float>()), vbad = splat(0.f);
+  for (; k + kLanes <= n; k += kLanes) {
+    const vf v = load(src + k) * beta;
+    vm = vmax(vm, v);
+    vbad += v * 0.f;  // NaN for a NaN or infinite v
+  }
+  m = hmax(vm);
+  bad = hsum(vbad);
+#endif
+  for (; k < n; ++k) {
+    const float v = src[k] * beta;
+    m = v > m ? v : m;
+    bad += v * 0.f;
+  }
+  if (!(bad == 0.f)) return false;
+
+  float s = 0.f, sx = 0.f, sy = 0.f;
+#if PF_HAVE_VEC
+  vf vs = splat(0.f), vsx = splat(0.f), vsy = splat(0.f);
+#endif
+  for (int64_t i = 0; i < H; ++i) {
+    const float* row = src + i * W;
+    int64_t j = 0;
+#if PF_HAVE_VEC
+    vf rs = splat(0.f), jv = iota();
+    for (; j + kLanes <= W; j += kLanes) {
+      const vf e = simd::exp_poly(load(row + j) * beta - m);
+      rs += e;
+      vsx += e * jv;
+      jv += float(kLanes);
+    }
+    vs += rs;
+    vsy += rs * float(i);
+#endif
+    float trs = 0.f;
+    for (; j < W; ++j) {
+      const float e = exp_poly(row[j] * beta - m);
+      trs += e;
+      sx += e * float(j);
+    }
+    s += trs;
+    sy += trs * float(i);
+  }
+#if PF_HAVE_VEC
+  s += hsum(vs);
+  sx += hsum(vsx);
+  sy += hsum(vsy);
+#endif
+  out[0] = sx / s;
+  out[1] = sy / s;
+  out[2] = m + pf_log(s);
+  return true;
+}
+
+// dL/dh of one float map (dst may be src): beta * exp(beta h - lse) * ((j - x) gx + (i - y) gy).
+PF_CPU_CLONES void posefast_soft_argmax_grad_map_f32(const float* src, float* dst, int64_t H,
+                                                     int64_t W, float beta, float x, float y,
+                                                     float gx, float gy, float lse) {
+  for (int64_t i = 0; i < H; ++i) {
+    const float* in = src + i * W;
+    float* out = dst + i * W;
+    const float dyg = (float(i) - y) * gy;
+    int64_t j = 0;
+#if PF_HAVE_VEC
+    using namespace simd;
+    vf jv = iota();
+    for (; j + kLanes <= W; j += kLanes) {
+      const vf p = simd::exp_poly(load(in + j) * beta - lse);
+      store(out + j, beta * p * ((jv - x) * gx + dyg));
+      jv += float(kLanes);
+    }
+#endif
+    for (; j < W; ++j)
+      out[j] = beta * exp_poly(in[j] * beta - lse) * ((float(j) - x) * gx + dyg);
+  }
+}
+
 namespace {
 
 int64_t grain_for(int64_t hw) { return std::max<int64_t>(1, 16384 / hw); }
@@ -42,6 +144,49 @@ SoftArgmaxState<acc_t> row_state(const scalar_t* row, int64_t W, acc_t beta, acc
   return st;
 }
 
+// The SIMD paths per map; false where they do not apply (float64 maps; forward maps with a
+// non-finite logit), leaving the map to the exact scalar code.
+template <typename scalar_t, typename acc_t>
+bool simd_forward_map(const scalar_t* map, int64_t H, int64_t W, acc_t beta,
+                      std::vector<float>& widened, acc_t* coords, acc_t* lse) {
+  if constexpr (std::is_same_v<acc_t, float>) {
+    const float* f;
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      f = map;
+    } else {
+      widened.resize(H * W);
+      for (int64_t e = 0; e < H * W; ++e) widened[e] = static_cast<float>(map[e]);
+      f = widened.data();
+    }
+    float out[3];
+    if (!posefast_soft_argmax_map_f32(f, H, W, beta, out)) return false;
+    coords[0] = out[0];
+    coords[1] = out[1];
+    *lse = out[2];
+    return true;
+  } else {
+    return false;
+  }
+}
+
+template <typename scalar_t, typename acc_t>
+bool simd_backward_map(const scalar_t* map, scalar_t* grad, int64_t H, int64_t W, acc_t beta,
+                       acc_t x, acc_t y, acc_t gx, acc_t gy, acc_t lse, std::vector<float>& buf) {
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    posefast_soft_argmax_grad_map_f32(map, grad, H, W, beta, x, y, gx, gy, lse);
+    return true;
+  } else if constexpr (std::is_same_v<acc_t, float>) {
+    const int64_t hw = H * W;
+    buf.resize(hw);
+    for (int64_t e = 0; e < hw; ++e) buf[e] = static_cast<float>(map[e]);
+    posefast_soft_argmax_grad_map_f32(buf.data(), buf.data(), H, W, beta, x, y, gx, gy, lse);
+    for (int64_t e = 0; e < hw; ++e) grad[e] = static_cast<scalar_t>(buf[e]);
+    return true;
+  } else {
+    return false;
+  }
+}
+
 std::tuple<at::Tensor, at::Tensor> soft_argmax_forward_cpu(const at::Tensor& heatmaps,
                                                            double beta) {
   check_soft_argmax_args(heatmaps, beta);
@@ -58,12 +203,16 @@ std::tuple<at::Tensor, at::Tensor> soft_argmax_forward_cpu(const at::Tensor& hea
     acc_t* c = coords.data_ptr<acc_t>();
     acc_t* l = lse.data_ptr<acc_t>();
     const acc_t b = static_cast<acc_t>(beta);
-    at::parallel_for(0, B * K, grain_for(H * W), [&](int64_t begin, int64_t end) {
+    const int64_t hw = H * W;
+    at::parallel_for(0, B * K, grain_for(hw), [&](int64_t begin, int64_t end) {
+      std::vector<float> widened;  // reduced-precision maps, as float
       for (int64_t m = begin; m < end; ++m) {
+        const scalar_t* map = src + m * hw;
+        if (simd_forward_map(map, H, W, b, widened, c + 2 * m, l + m)) continue;
         SoftArgmaxState<acc_t> st;
         st.init();
         for (int64_t i = 0; i < H; ++i)
-          st.merge(row_state<scalar_t, acc_t>(src + (m * H + i) * W, W, b, acc_t(i)));
+          st.merge(row_state<scalar_t, acc_t>(map + i * W, W, b, acc_t(i)));
         c[2 * m] = st.x();
         c[2 * m + 1] = st.y();
         l[m] = st.logsumexp();
@@ -82,6 +231,7 @@ at::Tensor soft_argmax_backward_cpu(const at::Tensor& grad_coords, const at::Ten
   const at::Tensor h = heatmaps.contiguous();
   at::Tensor grad = at::empty({B, K, H, W}, h.options());
   if (grad.numel() == 0) return grad;
+  advise_huge_pages(grad.data_ptr(), grad.nbytes());
   const auto out_dtype = soft_argmax_out_dtype(heatmaps);
   const at::Tensor g = grad_coords.to(out_dtype).contiguous();
   const at::Tensor c = coords.contiguous();
@@ -94,10 +244,13 @@ at::Tensor soft_argmax_backward_cpu(const at::Tensor& grad_coords, const at::Ten
     const acc_t* cp = c.data_ptr<acc_t>();
     const acc_t* lp = l.data_ptr<acc_t>();
     const acc_t b = static_cast<acc_t>(beta);
-    at::parallel_for(0, B * K, grain_for(H * W), [&](int64_t begin, int64_t end) {
+    const int64_t hw = H * W;
+    at::parallel_for(0, B * K, grain_for(hw), [&](int64_t begin, int64_t end) {
+      std::vector<float> buf;  // reduced-precision maps, as float
       for (int64_t m = begin; m < end; ++m) {
         const acc_t x = cp[2 * m], y = cp[2 * m + 1], gx = gp[2 * m], gy = gp[2 * m + 1];
         const acc_t lse = lp[m];
+        if (simd_backward_map(src + m * hw, dst + m * hw, H, W, b, x, y, gx, gy, lse, buf)) continue;
         for (int64_t i = 0; i < H; ++i) {
           const int64_t off = (m * H + i) * W;
           const acc_t dy = acc_t(i) - y;

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 
 #if defined(__CUDACC__) || defined(__HIPCC__)
@@ -135,6 +137,67 @@ struct SoftArgmaxState {
 template <typename T>
 PF_HD T soft_argmax_grad(T v, T lse, T beta, T dx, T dy, T gx, T gy) {
   return beta * pf_exp(v - lse) * (dx * gx + dy * gy);
+}
+
+// ---------------------------------------------------------------- exp_poly
+// A branch-free float exponential for the vectorised CPU loops (std::exp does not
+// vectorise). The CPU SIMD kernels (csrc/cpu/cpu_simd.h) run the same steps lane-wise with
+// these constants; the scalar form below handles the tails of their rows.
+//   1. clamp x to [kExpLo, kExpHi] (each clamp is a comparison that is false for NaN,
+//      so NaN stays NaN; -inf -> kExpLo, whose exp rounds to 0; +inf -> kExpHi -> +inf);
+//   2. n = round(x log2 e) by adding 1.5 * 2^23 (exact for |n| < 2^22);
+//   3. r = x - n ln2 with ln2 split in two (Cody-Waite), |r| <= ln2 / 2;
+//   4. exp(r) by Cephes' expf polynomial;
+//   5. times 2^n, built in the exponent bits as 2^(n >> 1) * 2^(n - (n >> 1)) so both
+//      factors stay normal floats over the whole clamped range (denormal results and the
+//      overflow to +inf come out of the last multiply, rounded once more).
+// Accuracy: within 2 ulp of the correctly rounded expf for normal results.
+constexpr float kExpLo = -104.0f;  // exp(-104) < half the smallest denormal
+constexpr float kExpHi = 89.0f;    // exp(89) > FLT_MAX
+constexpr float kExpLog2e = 1.44269504088896341f;
+constexpr float kExpRoundMagic = 12582912.0f;  // 1.5 * 2^23
+constexpr float kExpLn2Hi = 0.693359375f;      // 355 / 512: n * kExpLn2Hi is exact
+constexpr float kExpLn2Lo = -2.12194440e-4f;   // ln 2 - kExpLn2Hi
+constexpr float kExpP0 = 1.9875691500e-4f, kExpP1 = 1.3981999507e-3f, kExpP2 = 8.3334519073e-3f,
+                kExpP3 = 4.1665795894e-2f, kExpP4 = 1.6666665459e-1f, kExpP5 = 5.0000001201e-1f;
+
+PF_HD int32_t pf_float_bits(float v) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_int(v);
+#else
+  int32_t i;
+  std::memcpy(&i, &v, sizeof(i));
+  return i;
+#endif
+}
+
+PF_HD float pf_bits_float(uint32_t i) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(i);
+#else
+  float v;
+  std::memcpy(&v, &i, sizeof(v));
+  return v;
+#endif
+}
+
+PF_HD float exp_poly(float x) {
+  x = x < kExpLo ? kExpLo : x;
+  x = x > kExpHi ? kExpHi : x;
+  const float t = x * kExpLog2e + kExpRoundMagic;
+  const int32_t n = pf_float_bits(t) - pf_float_bits(kExpRoundMagic);
+  const float nf = t - kExpRoundMagic;
+  const float r = (x - nf * kExpLn2Hi) - nf * kExpLn2Lo;
+  float p = kExpP0 * r + kExpP1;
+  p = p * r + kExpP2;
+  p = p * r + kExpP3;
+  p = p * r + kExpP4;
+  p = p * r + kExpP5;
+  const float e = p * (r * r) + r + 1.0f;
+  const int32_t h = n >> 1;
+  const float s1 = pf_bits_float(static_cast<uint32_t>(h + 127) << 23);
+  const float s2 = pf_bits_float(static_cast<uint32_t>(n - h + 127) << 23);
+  return e * s1 * s2;
 }
 
 // ---------------------------------------------------------------- pck_counts
@@ -276,6 +339,67 @@ template <typename T>
 PF_HD T pose_loss_pixel_grad(int kind, T z, T t, T beta, T lse, T dx, T dy,
                              const PoseLossMapGrad<T>& g) {
   return g.hm * heatmap_pixel_grad(kind, z, t) + soft_argmax_grad(beta * z, lse, beta, dx, dy, g.gx, g.gy);
+}
+
+// ---------------------------------------------------------------- pose_loss: CPU fast path
+// Branch-free float exp and log1p on [0, 1] that compilers auto-vectorise (plain
+// arithmetic and bit casts, no library calls), for the CPU kernels' float loops; within
+// ~2 ulp of expf / log1pf. The GPU uses pf_exp / pf_log1p.
+
+PF_HD float poly_exp(float x) {
+  // exp(x) = 2^n * exp(r), n = round(x / ln2), |r| <= ln2 / 2; Cephes' expf polynomial.
+  // Below -87.3 (exp < 2^-126) returns 0, -inf included; NaN passes through.
+  const bool underflow = x < -87.33654f;
+  x = underflow ? -87.33654f : x;
+  x = x > 88.0f ? 88.0f : x;
+  const float magic = 12582912.0f;  // 1.5 * 2^23: t's low mantissa bits hold round(x / ln2)
+  const float t = x * 1.44269504088896341f + magic;
+  const float n = t - magic;
+  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  int tb, mb;
+  __builtin_memcpy(&tb, &t, sizeof(float));
+  const float mf = magic;
+  __builtin_memcpy(&mb, &mf, sizeof(float));
+  const int sb = ((tb - mb) + 127) << 23;  // 2^n, n in [-126, 127]
+  float scale;
+  __builtin_memcpy(&scale, &sb, sizeof(float));
+  return underflow ? 0.0f : p * scale;
+}
+
+// log(1 + e) for e in [0, 1]: 2 atanh(s), s = e / (2 + e) in [0, 1/3].
+PF_HD float poly_log1p_unit(float e) {
+  const float s = e / (2.0f + e);
+  const float s2 = s * s;
+  float q = 1.0f / 13;
+  q = q * s2 + 1.0f / 11;
+  q = q * s2 + 1.0f / 9;
+  q = q * s2 + 1.0f / 7;
+  q = q * s2 + 1.0f / 5;
+  q = q * s2 + 1.0f / 3;
+  q = q * s2 + 1.0f;
+  return 2.0f * s * q;
+}
+
+// The per-pixel pieces of the heatmap loss given e = exp(-|z|) (and log(1 + e)), so that
+// a loop can supply its own exp / log1p; the definitions are those of
+// bce_with_logits / bce_with_logits_grad above.
+template <typename T>
+PF_HD T bce_with_logits_from(T z, T t, T log1p_e) {
+  const T relu = z > T(0) ? z : T(0);
+  return relu - z * t + log1p_e;
+}
+
+template <typename T>
+PF_HD T bce_with_logits_grad_from(T z, T t, T e) {
+  const T sig = (z >= T(0) ? T(1) : e) / (T(1) + e);
+  return sig - t;
 }
 
 }  // namespace posefast

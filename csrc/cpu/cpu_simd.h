@@ -1,0 +1,118 @@
+// CPU-only SIMD helpers for the posefast kernels: a 16-float vector type (GCC/Clang vector
+// extensions, lowered to SSE2, AVX2 or AVX-512 by whichever target the function is compiled
+// for), the vector form of pose_math.h's exp_poly, and PF_CPU_CLONES, which compiles a hot
+// function for AVX-512, AVX2 and the baseline x86-64 and picks one at load time (GCC
+// target_clones / ifunc), so the wheel still runs on any x86-64 CPU.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+#include "../include/pose_math.h"
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(POSEFAST_NO_CPU_CLONES)
+#define PF_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define PF_CPU_CLONES
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define PF_HAVE_VEC 1
+// The 64-byte vectors below only live inside always-inlined helpers: no ABI crosses them.
+#pragma GCC diagnostic ignored "-Wpsabi"
+#define PF_VINLINE inline __attribute__((always_inline))
+#else
+#define PF_HAVE_VEC 0
+#endif
+
+namespace posefast {
+
+// Asks Linux to back the 2 MiB-aligned interior of a large, not yet touched output buffer
+// with transparent huge pages (when THP is in "madvise" mode, as on most distributions).
+// A fresh multi-MB tensor otherwise costs one page fault + 4 KiB zeroing per page on
+// first write, which for a 200 MB heatmap batch takes longer than writing it (see
+// benchmarks/NOTES.md). Advisory only: failures are ignored, values are unaffected.
+// PyTorch's own allocator does the same for every large tensor under THP_MEM_ALLOC_ENABLE=1.
+inline void advise_huge_pages(void* ptr, size_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+  if (bytes < 4 * kHuge) return;
+  const uintptr_t p = reinterpret_cast<uintptr_t>(ptr);
+  const uintptr_t begin = (p + kHuge - 1) & ~(kHuge - 1), end = (p + bytes) & ~(kHuge - 1);
+  if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  (void)ptr;
+  (void)bytes;
+#endif
+}
+
+namespace simd {
+
+#if PF_HAVE_VEC
+constexpr int kLanes = 16;
+typedef float vf __attribute__((vector_size(64)));
+typedef int32_t vi __attribute__((vector_size(64)));
+typedef uint32_t vu __attribute__((vector_size(64)));
+
+PF_VINLINE vf splat(float v) { return vf{} + v; }
+
+PF_VINLINE vf load(const float* p) {
+  vf v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+PF_VINLINE void store(float* p, vf v) { std::memcpy(p, &v, sizeof(v)); }
+
+// 0, 1, ..., 15
+PF_VINLINE vf iota() {
+  return vf{0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f, 8.f, 9.f, 10.f, 11.f, 12.f, 13.f, 14.f, 15.f};
+}
+
+PF_VINLINE float hsum(vf v) {
+  // pairwise, so the rounding does not depend on the target the caller was compiled for
+  float a[kLanes];
+  std::memcpy(a, &v, sizeof(v));
+  for (int w = kLanes / 2; w > 0; w /= 2)
+    for (int i = 0; i < w; ++i) a[i] += a[i + w];
+  return a[0];
+}
+
+PF_VINLINE float hmax(vf v) {
+  float a[kLanes];
+  std::memcpy(a, &v, sizeof(v));
+  float m = a[0];
+  for (int i = 1; i < kLanes; ++i) m = a[i] > m ? a[i] : m;
+  return m;
+}
+
+PF_VINLINE vf vmax(vf a, vf b) { return a > b ? a : b; }
+
+// exp_poly of pose_math.h, lane-wise; same constants, same steps.
+PF_VINLINE vf exp_poly(vf x) {
+  x = x < kExpLo ? splat(kExpLo) : x;
+  x = x > kExpHi ? splat(kExpHi) : x;
+  const vf t = x * kExpLog2e + kExpRoundMagic;
+  const vi n = (vi)t - pf_float_bits(kExpRoundMagic);  // (vi)t: the bits, as a C cast of vectors is
+  const vf nf = t - kExpRoundMagic;
+  const vf r = (x - nf * kExpLn2Hi) - nf * kExpLn2Lo;
+  vf p = kExpP0 * r + kExpP1;
+  p = p * r + kExpP2;
+  p = p * r + kExpP3;
+  p = p * r + kExpP4;
+  p = p * r + kExpP5;
+  const vf e = p * (r * r) + r + 1.0f;
+  const vi h = n >> 1;
+  const vu b1 = (vu)(h + 127) << 23;
+  const vu b2 = (vu)(n - h + 127) << 23;
+  return e * (vf)b1 * (vf)b2;
+}
+#endif
+
+}  // namespace simd
+}  // namespace posefast
