@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# One-shot GPU check for posefast: build the CUDA extension, run the CUDA op tests, benchmark.
+#
+#   bash benchmarks/device_check.sh            # from the repository root, on the GPU machine
+#
+# Everything lands under $OUT (default ./device_out):
+#   device_check.log          this script's whole output, with the time of each stage
+#   env.txt                   nvidia-smi, python/torch/nvcc versions
+#   build.log                 the extension build (TORCH_CUDA_ARCH_LIST=9.0, FORCE_CUDA=1)
+#   pytest_cuda.log/.xml      the ops tests with the cuda param (pytest -m cuda)
+#   bench_cuda_nocompile.*    every op/size/dtype: eager reference vs posefast (fast, ~1 min)
+#   bench_cuda.*              float32 rows with the torch.compile reference too
+# Each stage has its own time limit so a 15-minute device budget always gets the earlier
+# results back; the benchmark writes its JSON after every row.
+#
+# Knobs: PYTHON (default python3), MAX_JOBS (16), SKIP_BUILD=1 (reuse an in-place build),
+# DEVICE=cpu (dry run of the same logic on a machine without a GPU: CPU build, quick CPU
+# benchmark; the cuda tests are then all skipped).
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-./device_out}"
+mkdir -p "$OUT"
+PY="${PYTHON:-python3}"
+DEVICE="${DEVICE:-cuda}"
+exec > >(tee -a "$OUT/device_check.log") 2>&1
+
+T0=$(date +%s)
+stage() { echo; echo "=== [$(( $(date +%s) - T0 ))s] $*"; }
+status=0
+
+stage "environment"
+{
+  date -Is
+  nvidia-smi 2>&1 || echo "nvidia-smi not available"
+  "$PY" -c "import sys, torch; print('python', sys.version.split()[0]); print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available()); print('device', torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')"
+  command -v nvcc >/dev/null && nvcc --version | tail -2
+  lscpu 2>/dev/null | grep -E "Model name|^CPU\(s\)"
+  git rev-parse HEAD 2>/dev/null && git status --short 2>/dev/null | head -20
+} > "$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+
+if [ "$DEVICE" = "cuda" ]; then
+  if [ -z "${CUDA_HOME:-}" ]; then
+    if command -v nvcc >/dev/null; then CUDA_HOME="$(dirname "$(dirname "$(command -v nvcc)")")"; else CUDA_HOME=/usr/local/cuda; fi
+  fi
+  export CUDA_HOME FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
+fi
+export MAX_JOBS="${MAX_JOBS:-16}"
+
+if [ "${SKIP_BUILD:-0}" != "1" ]; then
+  stage "build (CUDA_HOME=${CUDA_HOME:-none} TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-none} MAX_JOBS=$MAX_JOBS)"
+  # a copied tree may carry another Python's build; build in place for this one
+  rm -f posefast/_C.*.so
+  if ! timeout 480 "$PY" setup.py build_ext --inplace > "$OUT/build.log" 2>&1; then
+    echo "BUILD FAILED (tail of build.log):"
+    tail -60 "$OUT/build.log"
+    exit 1
+  fi
+  tail -3 "$OUT/build.log"
+fi
+
+stage "import check"
+if ! "$PY" - <<EOF
+import torch, posefast.ops  # noqa: F401
+ops = sorted(n for n in dir(torch.ops.posefast) if not n.startswith("_"))
+print("torch.ops.posefast:", ops)
+if "$DEVICE" == "cuda":
+    assert torch.cuda.is_available(), "no visible CUDA device"
+    x = torch.randn(2, 17, 64, 48, device="cuda")
+    print("soft_argmax on cuda:", posefast.ops.soft_argmax(x).shape)
+EOF
+then
+  echo "IMPORT CHECK FAILED"
+  exit 1
+fi
+
+stage "CUDA op tests (pytest -m cuda tests/test_ops_*.py)"
+timeout 300 "$PY" -m pytest -q -m cuda tests/test_ops_*.py --junitxml="$OUT/pytest_cuda.xml" -p no:cacheprovider \
+  > "$OUT/pytest_cuda.log" 2>&1
+rc=$?
+tail -25 "$OUT/pytest_cuda.log"
+echo "pytest exit code: $rc"
+[ $rc -ne 0 ] && status=1
+
+if [ "$DEVICE" = "cuda" ]; then
+  NOCOMPILE_ARGS=(--device cuda --no-compile --budget 0.4)
+  COMPILE_ARGS=(--device cuda --dtypes float32 --budget 0.4)
+else
+  NOCOMPILE_ARGS=(--device cpu --quick)
+  COMPILE_ARGS=(--device cpu --quick --ops pck_counts)
+fi
+
+stage "benchmark, eager vs posefast: benchmarks/run.py ${NOCOMPILE_ARGS[*]}"
+timeout 200 "$PY" benchmarks/run.py "${NOCOMPILE_ARGS[@]}" --json "$OUT/bench_cuda_nocompile.json" \
+  2>&1 | tee "$OUT/bench_cuda_nocompile.txt"
+rc=$?
+echo "benchmark exit code: $rc"
+[ $rc -ne 0 ] && status=1
+
+stage "benchmark with torch.compile: benchmarks/run.py ${COMPILE_ARGS[*]}"
+timeout 330 "$PY" benchmarks/run.py "${COMPILE_ARGS[@]}" --json "$OUT/bench_cuda.json" 2>&1 | tee "$OUT/bench_cuda.txt"
+rc=$?
+echo "benchmark exit code: $rc (124 = hit its time limit; rows so far are in bench_cuda.json)"
+[ $rc -ne 0 ] && status=1
+
+stage "done (status $status); results in $OUT"
+ls -la "$OUT"
+exit $status
