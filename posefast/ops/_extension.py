@@ -1,6 +1,8 @@
 """Loads the compiled operator library ``posefast._C`` (registers ``torch.ops.posefast``)."""
 import importlib
 
+import torch  # noqa: F401  (loads libtorch, libc10, ... that posefast._C links against)
+
 BUILD_HINT = (
     "posefast's compiled extension posefast._C is missing or failed to load. Build it from the "
     "repository root with:\n"
