@@ -96,7 +96,7 @@ def llc_bytes(device):
 def time_fn(fn, arg_sets, device, repeats, warmup, budget_s):
     """Microseconds of each timed call of ``fn(*args)``, rotating over ``arg_sets``.
 
-    At least 5 and at most ``repeats`` timed calls, stopping early once ``budget_s`` of timed
+    At least 3 and at most ``repeats`` timed calls, stopping early once ``budget_s`` of timed
     calls has passed.
     """
     n = len(arg_sets)
@@ -113,7 +113,7 @@ def time_fn(fn, arg_sets, device, repeats, warmup, budget_s):
             fn(*arg_sets[i % n])
             e.record()
             events.append((s, e))
-            if i >= 4 and i % 16 == 15:
+            if i >= 2 and i % 16 == 15:
                 e.synchronize()
                 if time.perf_counter() - start_wall > budget_s:
                     break
@@ -127,7 +127,7 @@ def time_fn(fn, arg_sets, device, repeats, warmup, budget_s):
             dt = time.perf_counter() - t0
             times.append(dt * 1e6)
             spent += dt
-            if i >= 4 and spent > budget_s:
+            if i >= 2 and spent > budget_s:
                 break
     return times
 
@@ -303,6 +303,9 @@ def run_case(case, device, args, copy_gbs):
         fns["eager"] = case.eager
     if not args.no_compile:
         try:
+            # a fresh dynamo cache per row: the same reference function is compiled for many
+            # shapes and dtypes, which would otherwise hit the recompile limit and run eagerly
+            torch._dynamo.reset()
             fn = case.compiled_from()
             t0 = time.perf_counter()
             fn(*arg_sets[0])
@@ -316,7 +319,7 @@ def run_case(case, device, args, copy_gbs):
     samples = {name: [] for name in fns}
     for _ in range(args.rounds):
         for name, fn in fns.items():
-            samples[name] += time_fn(fn, arg_sets, device, max(5, args.repeats // args.rounds), warmup,
+            samples[name] += time_fn(fn, arg_sets, device, max(3, args.repeats // args.rounds), warmup,
                                      args.budget / args.rounds)
     for name in ("posefast", "eager", "compiled"):
         row[f"{name}_us"] = statistics.median(samples[name]) if samples.get(name) else None

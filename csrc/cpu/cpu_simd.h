@@ -69,6 +69,38 @@ PF_VINLINE vf load(const float* p) {
 
 PF_VINLINE void store(float* p, vf v) { std::memcpy(p, &v, sizeof(v)); }
 
+// The first n < kLanes floats at p, the other lanes set to `pad`.
+PF_VINLINE vf load_tail(const float* p, int64_t n, float pad) {
+  float a[kLanes];
+  for (int i = 0; i < kLanes; ++i) a[i] = pad;
+  std::memcpy(a, p, n * sizeof(float));
+  return load(a);
+}
+
+PF_VINLINE void store_tail(float* p, int64_t n, vf v) {
+  float a[kLanes];
+  store(a, v);
+  std::memcpy(p, a, n * sizeof(float));
+}
+
+// bfloat16 <-> float, 16 at a time; narrowing rounds to nearest even and maps NaN to
+// 0x7FC0, exactly as c10::BFloat16's conversion.
+typedef uint16_t vh __attribute__((vector_size(32)));
+
+PF_VINLINE vf widen_bf16(const uint16_t* p) {
+  vh h;
+  std::memcpy(&h, p, sizeof(h));
+  return (vf)(__builtin_convertvector(h, vu) << 16);
+}
+
+PF_VINLINE void narrow_bf16(uint16_t* p, vf v) {
+  const vu u = (vu)v;
+  const vu rounded = (u + (((u >> 16) & 1u) + 0x7FFFu)) >> 16;
+  const vu r = v != v ? vu{} + 0x7FC0u : rounded;
+  const vh h = __builtin_convertvector(r, vh);
+  std::memcpy(p, &h, sizeof(h));
+}
+
 // 0, 1, ..., 15
 PF_VINLINE vf iota() {
   return vf{0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f, 8.f, 9.f, 10.f, 11.f, 12.f, 13.f, 14.f, 15.f};

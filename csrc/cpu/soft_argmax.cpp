@@ -66,6 +66,12 @@ PF_CPU_CLONES bool posefast_soft_argmax_map_f32(const float* src, int64_t H, int
       vsx += e * jv;
       jv += float(kLanes);
     }
+    if (j < W) {  // the row's tail as one vector padded with -inf (exp -> 0)
+      const vf e = simd::exp_poly(load_tail(row + j, W - j, neg_inf<float>()) * beta - m);
+      rs += e;
+      vsx += e * jv;
+      j = W;
+    }
     vs += rs;
     vsy += rs * float(i);
 #endif
@@ -106,13 +112,54 @@ PF_CPU_CLONES void posefast_soft_argmax_grad_map_f32(const float* src, float* ds
       store(out + j, beta * p * ((jv - x) * gx + dyg));
       jv += float(kLanes);
     }
+    if (j < W) {
+      const vf p = simd::exp_poly(load_tail(in + j, W - j, 0.f) * beta - lse);
+      store_tail(out + j, W - j, beta * p * ((jv - x) * gx + dyg));
+      j = W;
+    }
 #endif
     for (; j < W; ++j)
       out[j] = beta * exp_poly(in[j] * beta - lse) * ((float(j) - x) * gx + dyg);
   }
 }
 
+// bfloat16 maps <-> float buffers (c10::BFloat16's conversions, 16 values per step).
+PF_CPU_CLONES void posefast_bf16_to_f32(const uint16_t* src, float* dst, int64_t n) {
+  int64_t k = 0;
+#if PF_HAVE_VEC
+  for (; k + simd::kLanes <= n; k += simd::kLanes) simd::store(dst + k, simd::widen_bf16(src + k));
+#endif
+  for (; k < n; ++k) dst[k] = static_cast<float>(c10::BFloat16(src[k], c10::BFloat16::from_bits()));
+}
+
+PF_CPU_CLONES void posefast_f32_to_bf16(const float* src, uint16_t* dst, int64_t n) {
+  int64_t k = 0;
+#if PF_HAVE_VEC
+  for (; k + simd::kLanes <= n; k += simd::kLanes) simd::narrow_bf16(dst + k, simd::load(src + k));
+#endif
+  for (; k < n; ++k) dst[k] = c10::BFloat16(src[k]).x;
+}
+
 namespace {
+
+// A reduced-precision map widened to float / a float map narrowed back.
+template <typename scalar_t>
+void widen(const scalar_t* src, float* dst, int64_t n) {
+  if constexpr (std::is_same_v<scalar_t, c10::BFloat16>) {
+    posefast_bf16_to_f32(reinterpret_cast<const uint16_t*>(src), dst, n);
+  } else {
+    for (int64_t e = 0; e < n; ++e) dst[e] = static_cast<float>(src[e]);
+  }
+}
+
+template <typename scalar_t>
+void narrow(const float* src, scalar_t* dst, int64_t n) {
+  if constexpr (std::is_same_v<scalar_t, c10::BFloat16>) {
+    posefast_f32_to_bf16(src, reinterpret_cast<uint16_t*>(dst), n);
+  } else {
+    for (int64_t e = 0; e < n; ++e) dst[e] = static_cast<scalar_t>(src[e]);
+  }
+}
 
 int64_t grain_for(int64_t hw) { return std::max<int64_t>(1, 16384 / hw); }
 
@@ -155,7 +202,7 @@ bool simd_forward_map(const scalar_t* map, int64_t H, int64_t W, acc_t beta,
       f = map;
     } else {
       widened.resize(H * W);
-      for (int64_t e = 0; e < H * W; ++e) widened[e] = static_cast<float>(map[e]);
+      widen(map, widened.data(), H * W);
       f = widened.data();
     }
     float out[3];
@@ -178,9 +225,9 @@ bool simd_backward_map(const scalar_t* map, scalar_t* grad, int64_t H, int64_t W
   } else if constexpr (std::is_same_v<acc_t, float>) {
     const int64_t hw = H * W;
     buf.resize(hw);
-    for (int64_t e = 0; e < hw; ++e) buf[e] = static_cast<float>(map[e]);
+    widen(map, buf.data(), hw);
     posefast_soft_argmax_grad_map_f32(buf.data(), buf.data(), H, W, beta, x, y, gx, gy, lse);
-    for (int64_t e = 0; e < hw; ++e) grad[e] = static_cast<scalar_t>(buf[e]);
+    narrow(buf.data(), grad, hw);
     return true;
   } else {
     return false;
