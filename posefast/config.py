@@ -65,6 +65,7 @@ class TrainConfig:
     sigma: float = 2.0  # Gaussian target sigma, heatmap px
     beta: float = 2.0  # soft-argmax inverse temperature (loss and decoding)
     joint_weights: Optional[list[float]] = None  # None = posefast.skeleton.DEFAULT_JOINT_WEIGHTS
+    fused_loss: bool = True  # fused posefast.ops.pose_loss, no target maps; false: render targets + unfused loss
     # optimisation
     optimizer: str = "adamw"
     lr: float = 3e-3

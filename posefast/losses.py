@@ -19,6 +19,12 @@ weights ``w[k]``:
 
 Default joint weights: 1.0, with 1.2 for elbows and knees and 1.5 for wrists and ankles
 (``posefast.skeleton.DEFAULT_JOINT_WEIGHTS``).
+
+``PoseLoss(fused=True)`` (the default) computes all of this with one fused op,
+``posefast.ops.pose_loss``, whenever no ``targets`` are passed: the Gaussian targets are
+evaluated analytically from the keypoints and never written to memory, the logits are read
+once forward and once backward. ``fused=False``, or passing ``targets``, runs the unfused
+composition above (render + heatmap loss + soft-argmax + L1); both agree to float tolerance.
 """
 from __future__ import annotations
 
@@ -48,22 +54,28 @@ class PoseLoss(nn.Module):
     """``L_hm + coord_weight * L_coord``, exactly as defined in the module docstring."""
 
     def __init__(self, kind: str = "bce", coord_weight: float = 0.1, sigma: float = 2.0, beta: float = 1.0,
-                 joint_weights: Sequence[float] | None = None):
+                 joint_weights: Sequence[float] | None = None, fused: bool = True):
         super().__init__()
         if kind not in LOSS_KINDS:
             raise ValueError(f"unknown loss kind {kind!r}; choose from {LOSS_KINDS}")
         self.kind, self.coord_weight, self.sigma, self.beta = kind, float(coord_weight), float(sigma), float(beta)
+        self.fused = bool(fused)  # posefast.ops.pose_loss when no targets are given
         weights = DEFAULT_JOINT_WEIGHTS if joint_weights is None else joint_weights
         self.register_buffer("joint_weights", torch.tensor(list(weights), dtype=torch.float64), persistent=False)
 
     def forward(self, logits: torch.Tensor, keypoints: torch.Tensor, visible: torch.Tensor,
                 targets: torch.Tensor | None = None) -> LossOutput:
         """``logits`` ``[B,K,H,W]``, ``keypoints`` ``[B,K,2]`` heatmap px, ``visible`` ``[B,K]``,
-        ``targets`` ``[B,K,H,W]`` (rendered here with ``sigma`` when ``None``)."""
+        ``targets`` ``[B,K,H,W]`` (rendered here with ``sigma`` when ``None``; with ``fused``
+        and no ``targets`` they are never rendered)."""
         dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+        if logits.shape[1] != self.joint_weights.numel():
+            raise ValueError(f"{logits.shape[1]} heatmaps but {self.joint_weights.numel()} joint weights")
+        if self.fused and targets is None:
+            total, parts = ops.pose_loss(logits, keypoints, visible, self.sigma, self.joint_weights.to(dtype),
+                                         self.coord_weight, self.beta, self.kind)
+            return LossOutput(total=total, heatmap=parts[0], coord=parts[1])
         z = logits.to(dtype)
-        if z.shape[1] != self.joint_weights.numel():
-            raise ValueError(f"{z.shape[1]} heatmaps but {self.joint_weights.numel()} joint weights")
         if targets is None:
             targets = ops.render_heatmaps(keypoints, visible, size=tuple(z.shape[-2:]), sigma=self.sigma, dtype=dtype)
         t = targets.to(dtype)

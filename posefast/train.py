@@ -73,7 +73,7 @@ def build_loaders(cfg: TrainConfig, files: dict, stride: int, ctx: DistContext):
     if ctx.is_main:
         barrier(ctx)
     common = dict(device=ctx.device, output_stride=stride, sigma=cfg.sigma, seed=cfg.seed, rank=ctx.rank,
-                  world_size=ctx.world_size)
+                  world_size=ctx.world_size, render_targets=not cfg.fused_loss)  # the fused loss needs no targets
     augment = AugmentConfig(**cfg.augment_options) if cfg.augment else None
     train = PoseLoader(train_set, cfg.batch_size, shuffle=True, drop_last=len(train_set) >= cfg.batch_size * ctx.world_size,
                        augment=augment, **common)
@@ -220,11 +220,11 @@ def evaluate(model, loss_fn, loader, cfg: TrainConfig, ctx: DistContext) -> dict
 def benchmark_training(batch_size: int = 128, input_size: tuple[int, int] = (256, 192), steps: int = 20,
                        warmup: int = 5, device: str = "auto", amp: bool = True, channels_last: bool = True,
                        compile: bool = False, num_images: int = 256, synthetic_root: str = "",
-                       cache_dir: str = "") -> dict:
+                       cache_dir: str = "", fused_loss: bool = True) -> dict:
     """Training images/s of SimplePoseNet, end to end vs model only.
 
     ``end_to_end_images_per_s``: the whole step as ``train`` runs it: ``PoseLoader``
-    (gather, augmentation warp, normalisation, target rendering) + forward + dual loss +
+    (gather, augmentation warp, normalisation, target rendering unless the loss is fused) + forward + dual loss +
     backward + AdamW step. ``model_only_images_per_s``: the same step repeated on one
     batch already resident on the device. Both time ``steps`` steps after ``warmup``
     steps and wait for the device. The data is the synthetic set (``num_images`` training
@@ -243,10 +243,10 @@ def benchmark_training(batch_size: int = 128, input_size: tuple[int, int] = (256
     if cl:
         model = model.to(memory_format=torch.channels_last)
     net = torch.compile(model) if compile else model
-    loss_fn = PoseLoss().to(dev)
+    loss_fn = PoseLoss(fused=fused_loss).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     loader = PoseLoader(dataset, batch_size, shuffle=True, drop_last=len(dataset) >= batch_size, device=dev,
-                        augment=AugmentConfig(), output_stride=model.output_stride)
+                        augment=AugmentConfig(), output_stride=model.output_stride, render_targets=not fused_loss)
 
     def batches():
         epoch = 0
@@ -321,7 +321,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
     if use_channels_last(cfg, ctx):
         model = model.to(memory_format=torch.channels_last)
     stride = model.output_stride
-    loss_fn = PoseLoss(cfg.loss, cfg.coord_weight, cfg.sigma, cfg.beta, cfg.joint_weights).to(ctx.device)
+    loss_fn = PoseLoss(cfg.loss, cfg.coord_weight, cfg.sigma, cfg.beta, cfg.joint_weights,
+                       fused=cfg.fused_loss).to(ctx.device)
     train_loader, val_loader = build_loaders(cfg, files, stride, ctx)
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer, len(train_loader))
