@@ -5,6 +5,8 @@
 //
 // Per map the forward keeps only the pixel-loss sum, the soft-argmax coordinates and the
 // log-sum-exp; the [B, K] -> scalar reduction (mask, joint weights, N) follows.
+// float accumulation runs vectorisable lanes with polynomial exp / log1p (pose_math.h);
+// float64 uses the library functions, exactly as the GPU formulas.
 // Hidden joints (visible <= 0) are skipped: not read forward (coords and log-sum-exp
 // saved as 0), zero gradient backward.
 #include <ATen/Dispatch.h>
@@ -13,6 +15,7 @@
 #include <torch/library.h>
 
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "../include/op_checks.h"
@@ -67,12 +70,113 @@ acc_t fused_row(const scalar_t* row, const acc_t* colf, acc_t rowf, int64_t W, a
   return hm;
 }
 
+// float accumulation: the same row in kLanes independent lanes so that the compiler
+// vectorises it, with pose_math.h's branch-free poly_exp / poly_log1p_unit.
+constexpr int64_t kLanes = 8;
+
+template <int KIND>
+inline float pixel_loss_fast(float z, float t) {
+  if (KIND == kHeatmapLossMSE) return heatmap_pixel_loss(KIND, z, t);
+  return bce_with_logits_from(z, t, poly_log1p_unit(poly_exp(-pf_abs(z))));
+}
+
+template <int KIND>
+inline float pixel_grad_fast(float z, float t, float beta, float lse, float dx, float dy,
+                             const PoseLossMapGrad<float>& g) {
+  const float hg = KIND == kHeatmapLossMSE ? heatmap_pixel_grad(KIND, z, t)
+                                           : bce_with_logits_grad_from(z, t, poly_exp(-pf_abs(z)));
+  // soft_argmax_grad with poly_exp
+  return g.hm * hg + beta * poly_exp(beta * z - lse) * (dx * g.gx + dy * g.gy);
+}
+
+// Per-thread row buffers of the float fast path.
+struct RowBuffers {
+  std::vector<float> z, h, e, ej, jf;
+  explicit RowBuffers(int64_t W) : z(W), h(W), e(W), ej(W), jf(W) {
+    for (int64_t j = 0; j < W; ++j) jf[j] = static_cast<float>(j);
+  }
+};
+
+// Sum of v[0..n) in kLanes independent partial sums (vectorisable without reassociation).
+inline float lane_sum(const float* v, int64_t n) {
+  const int64_t n8 = n - n % kLanes;
+  float acc[kLanes] = {};
+  for (int64_t j0 = 0; j0 < n8; j0 += kLanes)
+    for (int64_t u = 0; u < kLanes; ++u) acc[u] += v[j0 + u];
+  float s = 0;
+  for (int64_t u = 0; u < kLanes; ++u) s += acc[u];
+  for (int64_t j = n8; j < n; ++j) s += v[j];
+  return s;
+}
+
+template <typename scalar_t>
+inline void load_row(const scalar_t* row, float* z, int64_t W) {
+  for (int64_t j = 0; j < W; ++j) z[j] = static_cast<float>(row[j]);
+}
+
+template <int KIND, typename scalar_t>
+float fused_row_fast(const scalar_t* row, const float* colf, float rowf, int64_t W, float beta,
+                     float y, SoftArgmaxState<float>& st, RowBuffers& buf) {
+  float* z = buf.z.data();
+  load_row(row, z, W);
+  const int64_t W8 = W - W % kLanes;
+  float mx[kLanes];
+  for (int64_t u = 0; u < kLanes; ++u) mx[u] = neg_inf<float>();
+  for (int64_t j0 = 0; j0 < W8; j0 += kLanes)
+    for (int64_t u = 0; u < kLanes; ++u) {
+      const float v = beta * z[j0 + u];
+      mx[u] = v > mx[u] ? v : mx[u];  // a NaN is not taken here but poisons the sums below
+    }
+  float rm = neg_inf<float>();
+  for (int64_t u = 0; u < kLanes; ++u) rm = mx[u] > rm ? mx[u] : rm;
+  for (int64_t j = W8; j < W; ++j) {
+    const float v = beta * z[j];
+    rm = v > rm ? v : rm;
+  }
+  if (rm == neg_inf<float>()) return fused_row<KIND, scalar_t, float>(row, colf, rowf, W, beta, y, st);
+  float* __restrict h = buf.h.data();
+  float* __restrict e = buf.e.data();
+  float* __restrict ej = buf.ej.data();
+  const float* __restrict jf = buf.jf.data();
+  const float* __restrict zr = z;
+  const float* __restrict cf = colf;
+#pragma GCC ivdep
+  for (int64_t j = 0; j < W; ++j) {
+    const float zj = zr[j];
+    h[j] = pixel_loss_fast<KIND>(zj, rowf * cf[j]);
+    const float ex = poly_exp(beta * zj - rm);
+    e[j] = ex;
+    ej[j] = ex * jf[j];
+  }
+  SoftArgmaxState<float> r;
+  r.m = rm;
+  r.s = lane_sum(e, W);
+  r.sx = lane_sum(ej, W);
+  r.sy = r.s * y;
+  st.merge(r);
+  return lane_sum(h, W);
+}
+
+template <int KIND, typename scalar_t>
+void grad_row_fast(const scalar_t* row, scalar_t* out, const float* colf, float rowf, int64_t W,
+                   float beta, float lse, float px, float dy, const PoseLossMapGrad<float>& g,
+                   RowBuffers& buf) {
+  float* z = buf.z.data();
+  float* o = buf.h.data();
+  const float* jf = buf.jf.data();
+  load_row(row, z, W);
+  for (int64_t j = 0; j < W; ++j)
+    o[j] = pixel_grad_fast<KIND>(z[j], rowf * colf[j], beta, lse, jf[j] - px, dy, g);
+  for (int64_t j = 0; j < W; ++j) out[j] = static_cast<scalar_t>(o[j]);
+}
+
 template <int KIND, typename scalar_t, typename acc_t>
 void forward_maps(const scalar_t* src, const acc_t* kp, const acc_t* vis, int64_t maps, int64_t H,
                   int64_t W, acc_t inv, acc_t beta, acc_t* hm_sum, acc_t* coords, acc_t* lse) {
   const int64_t hw = H * W;
   at::parallel_for(0, maps, grain_for(hw), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> colf(W);
+    RowBuffers buf(std::is_same_v<acc_t, float> ? W : 0);
     for (int64_t m = begin; m < end; ++m) {
       const acc_t x = kp[2 * m], y = kp[2 * m + 1];
       if (!pose_loss_counts(vis[m])) {
@@ -87,8 +191,12 @@ void forward_maps(const scalar_t* src, const acc_t* kp, const acc_t* vis, int64_
       acc_t hm = 0;
       for (int64_t i = 0; i < H; ++i) {
         const acc_t rowf = renders ? gaussian_factor(acc_t(i), y, inv) : acc_t(0);
-        hm += fused_row<KIND, scalar_t, acc_t>(src + m * hw + i * W, colf.data(), rowf, W, beta,
-                                               acc_t(i), st);
+        const scalar_t* row = src + m * hw + i * W;
+        if constexpr (std::is_same_v<acc_t, float>) {
+          hm += fused_row_fast<KIND, scalar_t>(row, colf.data(), rowf, W, beta, acc_t(i), st, buf);
+        } else {
+          hm += fused_row<KIND, scalar_t, acc_t>(row, colf.data(), rowf, W, beta, acc_t(i), st);
+        }
       }
       hm_sum[m] = hm;
       coords[2 * m] = st.x();
@@ -167,6 +275,7 @@ void backward_maps(const acc_t* gl, const scalar_t* src, const acc_t* kp, const 
   const acc_t inv_n = acc_t(1) / n, inv_p = acc_t(1) / acc_t(hw);
   at::parallel_for(0, maps, grain_for(hw), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> colf(W);
+    RowBuffers buf(std::is_same_v<acc_t, float> ? W : 0);
     for (int64_t m = begin; m < end; ++m) {
       scalar_t* out = dst + m * hw;
       if (!pose_loss_counts(vis[m])) {
@@ -185,6 +294,10 @@ void backward_maps(const acc_t* gl, const scalar_t* src, const acc_t* kp, const 
         const acc_t dy = acc_t(i) - py;
         const scalar_t* row = in + i * W;
         scalar_t* orow = out + i * W;
+        if constexpr (std::is_same_v<acc_t, float>) {
+          grad_row_fast<KIND, scalar_t>(row, orow, colf.data(), rowf, W, beta, l, px, dy, g, buf);
+          continue;
+        }
         for (int64_t j = 0; j < W; ++j) {
           const acc_t z = static_cast<acc_t>(row[j]);
           orow[j] = static_cast<scalar_t>(

@@ -348,10 +348,10 @@ PF_HD T pose_loss_pixel_grad(int kind, T z, T t, T beta, T lse, T dx, T dy,
 
 PF_HD float poly_exp(float x) {
   // exp(x) = 2^n * exp(r), n = round(x / ln2), |r| <= ln2 / 2; Cephes' expf polynomial.
-  // Below -87.3 (exp < 2^-126) returns 0, -inf included; NaN passes through.
-  const bool underflow = x < -87.33654f;
-  x = underflow ? -87.33654f : x;
-  x = x > 88.0f ? 88.0f : x;
+  // For x <= 88. Below -87.3 (exp < 2^-126) it returns 0, -inf included; NaN stays NaN.
+  // No data-dependent selects on floats (they stop GCC's vectoriser): the underflow is a
+  // bit mask.
+  const int keep = -static_cast<int>(!(x < -87.33654f));  // all ones, or 0 on underflow
   const float magic = 12582912.0f;  // 1.5 * 2^23: t's low mantissa bits hold round(x / ln2)
   const float t = x * 1.44269504088896341f + magic;
   const float n = t - magic;
@@ -367,10 +367,16 @@ PF_HD float poly_exp(float x) {
   __builtin_memcpy(&tb, &t, sizeof(float));
   const float mf = magic;
   __builtin_memcpy(&mb, &mf, sizeof(float));
-  const int sb = ((tb - mb) + 127) << 23;  // 2^n, n in [-126, 127]
+  const int sb = ((tb - mb) + 127) << 23;  // 2^n, n in [-126, 127] where kept
   float scale;
   __builtin_memcpy(&scale, &sb, sizeof(float));
-  return underflow ? 0.0f : p * scale;
+  const float res = p * scale;
+  int rb;
+  __builtin_memcpy(&rb, &res, sizeof(float));
+  rb &= keep;
+  float out;
+  __builtin_memcpy(&out, &rb, sizeof(float));
+  return out;
 }
 
 // log(1 + e) for e in [0, 1]: 2 atanh(s), s = e / (2 + e) in [0, 1/3].
