@@ -21,6 +21,7 @@
 #include "../include/op_checks.h"
 #include "../include/pose_loss_checks.h"
 #include "../include/pose_math.h"
+#include "cpu_simd.h"
 
 namespace posefast {
 namespace {
@@ -89,6 +90,50 @@ inline float pixel_grad_fast(float z, float t, float beta, float lse, float dx, 
   return g.hm * hg + beta * poly_exp(beta * z - lse) * (dx * g.gx + dy * g.gy);
 }
 
+}  // namespace
+
+// Elementwise row loops of the float path, compiled for AVX-512, AVX2 and baseline x86-64
+// (cpu_simd.h's PF_CPU_CLONES, picked at load time); GCC vectorises them at each width.
+// (external linkage: target_clones makes one ifunc per function)
+PF_CPU_CLONES void posefast_pose_loss_fwd_row_f32(const float* z, const float* colf, float rowf,
+                                                  int64_t W, float beta, float rm, int kind,
+                                                  const float* jf, float* h, float* e, float* ej) {
+  if (kind == kHeatmapLossMSE) {
+#pragma GCC ivdep
+    for (int64_t j = 0; j < W; ++j) {
+      const float ex = poly_exp(beta * z[j] - rm);
+      h[j] = pixel_loss_fast<kHeatmapLossMSE>(z[j], rowf * colf[j]);
+      e[j] = ex;
+      ej[j] = ex * jf[j];
+    }
+  } else {
+#pragma GCC ivdep
+    for (int64_t j = 0; j < W; ++j) {
+      const float ex = poly_exp(beta * z[j] - rm);
+      h[j] = pixel_loss_fast<kHeatmapLossBCE>(z[j], rowf * colf[j]);
+      e[j] = ex;
+      ej[j] = ex * jf[j];
+    }
+  }
+}
+
+PF_CPU_CLONES void posefast_pose_loss_bwd_row_f32(const float* z, const float* colf, float rowf,
+                                                  int64_t W, float beta, float lse, float px,
+                                                  float dy, const PoseLossMapGrad<float>& g,
+                                                  int kind, const float* jf, float* o) {
+  if (kind == kHeatmapLossMSE) {
+#pragma GCC ivdep
+    for (int64_t j = 0; j < W; ++j)
+      o[j] = pixel_grad_fast<kHeatmapLossMSE>(z[j], rowf * colf[j], beta, lse, jf[j] - px, dy, g);
+  } else {
+#pragma GCC ivdep
+    for (int64_t j = 0; j < W; ++j)
+      o[j] = pixel_grad_fast<kHeatmapLossBCE>(z[j], rowf * colf[j], beta, lse, jf[j] - px, dy, g);
+  }
+}
+
+namespace {
+
 // Per-thread row buffers of the float fast path.
 struct RowBuffers {
   std::vector<float> z, h, e, ej, jf;
@@ -134,20 +179,10 @@ float fused_row_fast(const scalar_t* row, const float* colf, float rowf, int64_t
     rm = v > rm ? v : rm;
   }
   if (rm == neg_inf<float>()) return fused_row<KIND, scalar_t, float>(row, colf, rowf, W, beta, y, st);
-  float* __restrict h = buf.h.data();
-  float* __restrict e = buf.e.data();
-  float* __restrict ej = buf.ej.data();
-  const float* __restrict jf = buf.jf.data();
-  const float* __restrict zr = z;
-  const float* __restrict cf = colf;
-#pragma GCC ivdep
-  for (int64_t j = 0; j < W; ++j) {
-    const float zj = zr[j];
-    h[j] = pixel_loss_fast<KIND>(zj, rowf * cf[j]);
-    const float ex = poly_exp(beta * zj - rm);
-    e[j] = ex;
-    ej[j] = ex * jf[j];
-  }
+  float* h = buf.h.data();
+  float* e = buf.e.data();
+  float* ej = buf.ej.data();
+  posefast_pose_loss_fwd_row_f32(z, colf, rowf, W, beta, rm, KIND, buf.jf.data(), h, e, ej);
   SoftArgmaxState<float> r;
   r.m = rm;
   r.s = lane_sum(e, W);
@@ -165,8 +200,7 @@ void grad_row_fast(const scalar_t* row, scalar_t* out, const float* colf, float 
   float* o = buf.h.data();
   const float* jf = buf.jf.data();
   load_row(row, z, W);
-  for (int64_t j = 0; j < W; ++j)
-    o[j] = pixel_grad_fast<KIND>(z[j], rowf * colf[j], beta, lse, jf[j] - px, dy, g);
+  posefast_pose_loss_bwd_row_f32(z, colf, rowf, W, beta, lse, px, dy, g, KIND, jf, o);
   for (int64_t j = 0; j < W; ++j) out[j] = static_cast<scalar_t>(o[j]);
 }
 
