@@ -1,8 +1,11 @@
 // CPU PCK counting: one task per joint; each instance's distance is computed once and
-// compared against every threshold.
+// compared against every threshold, counting in task-local memory.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
 
 #include "../include/op_checks.h"
 #include "../include/pose_math.h"
@@ -30,15 +33,22 @@ std::tuple<at::Tensor, at::Tensor> pck_counts_cpu(const at::Tensor& pred, const 
     int64_t* hp = hits.data_ptr<int64_t>();
     int64_t* vcount = valid.data_ptr<int64_t>();
     at::parallel_for(0, K, 1, [&](int64_t kbegin, int64_t kend) {
+      // counts live in task-local memory until the end: hits[T, K] is written by every task,
+      // and incrementing it in place made the cores fight over the same cache lines
+      std::vector<int64_t> local(T);
       for (int64_t k = kbegin; k < kend; ++k) {
+        std::fill(local.begin(), local.end(), 0);
+        int64_t nvalid = 0;
         for (int64_t i = 0; i < N; ++i) {
           const int64_t e = i * K + k;
           const scalar_t gx = gp[2 * e], gy = gp[2 * e + 1];
           if (!pck_valid(vp[e], np_[i], gx, gy)) continue;
-          ++vcount[k];
+          ++nvalid;
           const scalar_t d = pck_distance(pp[2 * e], pp[2 * e + 1], gx, gy, np_[i]);
-          for (int64_t ti = 0; ti < T; ++ti) hp[ti * K + k] += pck_hit(d, tp[ti]) ? 1 : 0;
+          for (int64_t ti = 0; ti < T; ++ti) local[ti] += pck_hit(d, tp[ti]) ? 1 : 0;
         }
+        vcount[k] = nvalid;
+        for (int64_t ti = 0; ti < T; ++ti) hp[ti * K + k] = local[ti];
       }
     });
   });
