@@ -3,7 +3,7 @@
 //
 // float32 / bfloat16 / float16 maps take the SIMD path (cpu_simd.h: 16-float vectors,
 // compiled for AVX-512, AVX2 and baseline x86-64, picked at load time): the forward pass
-// reads the map twice (a max pass, then one exp_poly per pixel accumulating the sums; the
+// reads the map twice (a max pass, then one exp per pixel accumulating the sums; the
 // second read hits L1/L2, a map is at most a few hundred KB), the backward pass reads and
 // writes each pixel once. Reduced-precision maps are widened to float one map at a time.
 // A forward map holding a non-finite beta * h (NaN, +-inf) falls back to the exact scalar
@@ -61,13 +61,14 @@ PF_CPU_CLONES bool posefast_soft_argmax_map_f32(const float* src, int64_t H, int
 #if PF_HAVE_VEC
     vf rs = splat(0.f), jv = iota();
     for (; j + kLanes <= W; j += kLanes) {
-      const vf e = simd::exp_poly(load(row + j) * beta - m);
+      const vf e = simd::exp_poly_finite(load(row + j) * beta - m);
       rs += e;
       vsx += e * jv;
       jv += float(kLanes);
     }
-    if (j < W) {  // the row's tail as one vector padded with -inf (exp -> 0)
-      const vf e = simd::exp_poly(load_tail(row + j, W - j, neg_inf<float>()) * beta - m);
+    if (j < W) {  // the row's tail as one vector; the padding lanes get weight 0
+      const vf e0 = simd::exp_poly_finite(load_tail(row + j, W - j, 0.f) * beta - m);
+      const vf e = iota() < float(W - j) ? e0 : splat(0.f);
       rs += e;
       vsx += e * jv;
       j = W;
@@ -95,25 +96,45 @@ PF_CPU_CLONES bool posefast_soft_argmax_map_f32(const float* src, int64_t H, int
   return true;
 }
 
-// dL/dh of one float map (dst may be src): beta * exp(beta h - lse) * ((j - x) gx + (i - y) gy).
-PF_CPU_CLONES void posefast_soft_argmax_grad_map_f32(const float* src, float* dst, int64_t H,
-                                                     int64_t W, float beta, float x, float y,
-                                                     float gx, float gy, float lse) {
+#if PF_HAVE_VEC
+// p = exp(beta h - lse) for the backward pass (always inlined: no vector crosses a call).
+template <bool Fast>
+PF_VINLINE simd::vf grad_exp(simd::vf v, float beta, float lse, simd::vf& bad, simd::vf& top) {
+  const simd::vf a = v * beta - lse;
+  if constexpr (Fast) {
+    bad += v * 0.f;  // NaN once some h is not finite
+    top = simd::vmax(top, a);
+    return simd::exp_poly_finite(a);
+  } else {
+    return simd::exp_poly(a);
+  }
+}
+#endif
+
+// dL/dh of one float map: beta * exp(beta h - lse) * ((j - x) gx + (i - y) gy).
+// Fast = true uses exp_poly_finite and returns false if that was not valid for this map
+// (a non-finite beta h, or beta h - lse > 88: the caller then redoes it with Fast = false).
+template <bool Fast>
+PF_VINLINE bool grad_map_f32(const float* src, float* dst, int64_t H, int64_t W, float beta,
+                             float x, float y, float gx, float gy, float lse) {
+#if PF_HAVE_VEC
+  using namespace simd;
+  vf bad = splat(0.f), top = splat(neg_inf<float>());
+#endif
   for (int64_t i = 0; i < H; ++i) {
     const float* in = src + i * W;
     float* out = dst + i * W;
     const float dyg = (float(i) - y) * gy;
     int64_t j = 0;
 #if PF_HAVE_VEC
-    using namespace simd;
     vf jv = iota();
     for (; j + kLanes <= W; j += kLanes) {
-      const vf p = simd::exp_poly(load(in + j) * beta - lse);
+      const vf p = grad_exp<Fast>(load(in + j), beta, lse, bad, top);
       store(out + j, beta * p * ((jv - x) * gx + dyg));
       jv += float(kLanes);
     }
     if (j < W) {
-      const vf p = simd::exp_poly(load_tail(in + j, W - j, 0.f) * beta - lse);
+      const vf p = grad_exp<Fast>(load_tail(in + j, W - j, 0.f), beta, lse, bad, top);
       store_tail(out + j, W - j, beta * p * ((jv - x) * gx + dyg));
       j = W;
     }
@@ -121,6 +142,18 @@ PF_CPU_CLONES void posefast_soft_argmax_grad_map_f32(const float* src, float* ds
     for (; j < W; ++j)
       out[j] = beta * exp_poly(in[j] * beta - lse) * ((float(j) - x) * gx + dyg);
   }
+#if PF_HAVE_VEC
+  if constexpr (Fast) return hsum(bad) == 0.f && hmax(top) <= 88.0f;
+#endif
+  return true;
+}
+
+PF_CPU_CLONES void posefast_soft_argmax_grad_map_f32(const float* src, float* dst, int64_t H,
+                                                     int64_t W, float beta, float x, float y,
+                                                     float gx, float gy, float lse) {
+  // dst must not alias src: a map whose fast pass fails is redone from src
+  if (!pf_isfinite(lse) || !grad_map_f32<true>(src, dst, H, W, beta, x, y, gx, gy, lse))
+    grad_map_f32<false>(src, dst, H, W, beta, x, y, gx, gy, lse);
 }
 
 // bfloat16 maps <-> float buffers (c10::BFloat16's conversions, 16 values per step).
@@ -224,10 +257,10 @@ bool simd_backward_map(const scalar_t* map, scalar_t* grad, int64_t H, int64_t W
     return true;
   } else if constexpr (std::is_same_v<acc_t, float>) {
     const int64_t hw = H * W;
-    buf.resize(hw);
+    buf.resize(2 * hw);
     widen(map, buf.data(), hw);
-    posefast_soft_argmax_grad_map_f32(buf.data(), buf.data(), H, W, beta, x, y, gx, gy, lse);
-    narrow(buf.data(), grad, hw);
+    posefast_soft_argmax_grad_map_f32(buf.data(), buf.data() + hw, H, W, beta, x, y, gx, gy, lse);
+    narrow(buf.data() + hw, grad, hw);
     return true;
   } else {
     return false;
