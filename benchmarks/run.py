@@ -2,7 +2,7 @@
 """posefast benchmarks: each op against its pure-PyTorch reference, eager and compiled.
 
     python benchmarks/run.py                       # every op and size, CUDA if visible else CPU
-    python benchmarks/run.py --device cpu --quick  # a few seconds
+    python benchmarks/run.py --device cpu --quick  # ~20 s on 2 CPU cores
     python benchmarks/run.py --ops render,soft_argmax --sizes 64x48,256x192 --json out.json
     python benchmarks/run.py --data                # PoseLoader samples/s on a small synthetic set
     python benchmarks/run.py --train               # training images/s (posefast.train.benchmark_training)
@@ -430,7 +430,8 @@ def main(argv=None):
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile reference")
     ap.add_argument("--no-eager", action="store_true", help="skip the eager reference")
     ap.add_argument("--no-graph", action="store_true", help="CUDA: skip the CUDA-graph replay of the posefast op")
-    ap.add_argument("--quick", action="store_true", help="few repeats, small sizes, no torch.compile")
+    ap.add_argument("--quick", action="store_true",
+                    help="seconds, not minutes: 64x48 only (unless --sizes), 1 round, few repeats, no torch.compile")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on CPU")
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--data", action="store_true", help="also benchmark the PoseLoader (samples/s)")
@@ -451,8 +452,9 @@ def main(argv=None):
         args.repeats = min(args.repeats, 30)
         args.no_compile = True
         if args.sizes == ",".join(DEFAULT_SIZES):
-            args.sizes = "64x48,256x192"
+            args.sizes = "64x48"
         args.max_sets = min(args.max_sets, 2)
+        args.rounds = 1
     if args.budget is None:
         args.budget = 0.3 if args.quick else 1.5
     ops = [o for o in args.ops.split(",") if o]
