@@ -267,17 +267,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> pose_loss_forward_cpu
   check_pose_loss_args(logits, keypoints, visible, joint_weights, sigma, beta);
   const int kind = pose_loss_kind(heatmap_loss);
   const int64_t B = logits.size(0), K = logits.size(1), H = logits.size(2), W = logits.size(3);
-  const auto acc = pose_loss_acc_dtype(logits);
-  const auto opts = logits.options().dtype(acc);
-  at::Tensor loss = at::empty({3}, opts);
-  at::Tensor coords = at::empty({B, K, 2}, opts);
-  at::Tensor lse = at::empty({B, K}, opts);
-  at::Tensor norm = at::empty({}, opts);
-  at::Tensor hm_sum = at::empty({B, K}, opts);
-  const at::Tensor z = logits.contiguous();
-  const at::Tensor kp = keypoints.to(acc).contiguous();
-  const at::Tensor vis = visible.to(acc).contiguous();
-  const at::Tensor w = joint_weights.to(acc).contiguous();
+  const PoseLossForwardTensors t = pose_loss_forward_tensors(logits, keypoints, visible, joint_weights);
+  const at::Tensor &z = t.z, &kp = t.kp, &vis = t.vis, &w = t.w;
+  const at::Tensor &loss = t.loss, &coords = t.coords, &lse = t.lse, &norm = t.norm, &hm_sum = t.hm_sum;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, z.scalar_type(), "pose_loss_fwd", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const acc_t inv = inv_two_sigma_sq(static_cast<acc_t>(sigma));

@@ -68,4 +68,26 @@ inline void check_pose_loss_backward_args(const at::Tensor& grad_loss, const at:
   check_same_device(norm, "norm", logits, "logits");
 }
 
+// The forward pass's inputs in the layouts its kernels read (contiguous logits; keypoints,
+// visibility and joint weights in the accumulation dtype) and its freshly allocated
+// outputs, shared by the CPU and CUDA implementations.
+struct PoseLossForwardTensors {
+  at::Tensor z, kp, vis, w;
+  at::Tensor loss, coords, lse, norm, hm_sum;  // [3], [B, K, 2], [B, K], [], [B, K]
+};
+
+inline PoseLossForwardTensors pose_loss_forward_tensors(const at::Tensor& logits,
+                                                        const at::Tensor& keypoints,
+                                                        const at::Tensor& visible,
+                                                        const at::Tensor& joint_weights) {
+  const int64_t B = logits.size(0), K = logits.size(1);
+  const auto acc = pose_loss_acc_dtype(logits);
+  const auto opts = logits.options().dtype(acc);
+  return {logits.contiguous(),          keypoints.to(acc).contiguous(),
+          visible.to(acc).contiguous(), joint_weights.to(acc).contiguous(),
+          at::empty({3}, opts),         at::empty({B, K, 2}, opts),
+          at::empty({B, K}, opts),      at::empty({}, opts),
+          at::empty({B, K}, opts)};
+}
+
 }  // namespace posefast

@@ -352,16 +352,17 @@ PF_HD float poly_exp(float x) {
   // No data-dependent selects on floats (they stop GCC's vectoriser): the underflow is a
   // bit mask.
   const int keep = -static_cast<int>(!(x < -87.33654f));  // all ones, or 0 on underflow
-  const float magic = 12582912.0f;  // 1.5 * 2^23: t's low mantissa bits hold round(x / ln2)
-  const float t = x * 1.44269504088896341f + magic;
+  // exp_poly's constants (above); t's low mantissa bits hold round(x / ln2)
+  const float magic = kExpRoundMagic;
+  const float t = x * kExpLog2e + magic;
   const float n = t - magic;
-  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
+  const float r = (x - n * kExpLn2Hi) - n * kExpLn2Lo;
+  float p = kExpP0;
+  p = p * r + kExpP1;
+  p = p * r + kExpP2;
+  p = p * r + kExpP3;
+  p = p * r + kExpP4;
+  p = p * r + kExpP5;
   p = p * r * r + r + 1.0f;
   int tb, mb;
   __builtin_memcpy(&tb, &t, sizeof(float));
