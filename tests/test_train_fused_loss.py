@@ -26,7 +26,10 @@ def test_fused_and_unfused_training_give_the_same_losses(tmp_path):
     fused = run(tmp_path, tmp_path / "fused")
     unfused = run(tmp_path, tmp_path / "unfused", "--fused_loss", "false")
     assert len(fused) == len(unfused) == 2
-    for a, b in zip(fused, unfused):
+    # The two paths sum in different orders (float32); Adam amplifies those rounding
+    # differences step by step, so the tolerance widens after the first epoch.
+    for epoch, (a, b) in enumerate(zip(fused, unfused)):
+        rel = 1e-4 if epoch == 0 else 1e-3
         for key in ("loss", "loss_heatmap", "loss_coord"):
-            assert a[key] == pytest.approx(b[key], rel=1e-4), key
-            assert a["val"][key] == pytest.approx(b["val"][key], rel=1e-4), key
+            assert a[key] == pytest.approx(b[key], rel=rel), key
+            assert a["val"][key] == pytest.approx(b["val"][key], rel=rel), key
