@@ -117,23 +117,9 @@ def coerce(name: str, value, hint):
             raise ConfigError(f"{name}: expected true/false, got {value!r}")
         return value
     if hint is int:
-        if isinstance(value, str):
-            try:
-                value = int(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name}: expected an integer, got {value!r}")
-        return value
+        return _number(name, value, int, (int,), "an integer")
     if hint is float:
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name}: expected a number, got {value!r}")
-        return float(value)
+        return float(_number(name, value, float, (int, float), "a number"))
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{name}: expected a string, got {value!r}")
@@ -143,6 +129,18 @@ def coerce(name: str, value, hint):
             raise ConfigError(f"{name}: expected a mapping, got {value!r}")
         return dict(value)
     raise TypeError(f"unsupported config type {hint} for {name}")
+
+
+def _number(name: str, value, parse, accepted: tuple, what: str):
+    """``value`` (or the string parsed by ``parse``) as one of ``accepted`` (never a bool)."""
+    if isinstance(value, str):
+        try:
+            value = parse(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, accepted):
+        raise ConfigError(f"{name}: expected {what}, got {value!r}")
+    return value
 
 
 def check_key(key: str, source: str) -> str:
