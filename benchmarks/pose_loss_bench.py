@@ -14,18 +14,16 @@ the logits, forward + backward:
 Memory floor: the logits read twice and their gradient written once,
 ``3 * B * K * H * W * elsize`` bytes; ``floor_x`` = fused time / (floor bytes / copy bandwidth).
 
-Standalone:
-    python benchmarks/pose_loss_bench.py --device cpu --sizes 16:64x48
-    python benchmarks/pose_loss_bench.py                 # CUDA if visible: B=128, 64x48 and 256x192
+Run it through the main benchmark (B = 128 at 64x48 and 256x192 unless ``--loss-sizes``):
+    python benchmarks/run.py --ops pose_loss
+    python benchmarks/run.py --device cpu --ops pose_loss --loss-sizes 16:64x48 --dtypes float32
 
-From benchmarks/run.py: ``bench_pose_loss(device, sizes, dtypes, time_fn=run.time_fn, copy_gbs=...)``
-returns one dict per (dtype, size) row; ``format_rows(rows)`` renders them as a markdown table.
+``bench_pose_loss(device, sizes, dtypes, copy_gbs=...)`` returns one dict per (dtype, size)
+row; ``format_rows(rows)`` renders them as a markdown table.
 """
-import argparse
 import os
 import statistics
 import sys
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
@@ -37,6 +35,7 @@ import torch.nn.functional as F  # noqa: E402
 import kernels_py  # noqa: E402
 from posefast import ops as pf  # noqa: E402
 from posefast.skeleton import DEFAULT_JOINT_WEIGHTS  # noqa: E402
+from timing import time_fn  # noqa: E402
 
 NUM_JOINTS = 17
 SIGMA = 2.0
@@ -90,51 +89,28 @@ def floor_bytes(batch, h, w, dtype):
     return 3 * batch * NUM_JOINTS * h * w * torch.empty((), dtype=dtype).element_size()
 
 
-def simple_time_fn(fn, arg_sets, device, repeats=30, warmup=3, budget_s=10.0):
-    """Median microseconds of ``fn(*args)`` rotating over ``arg_sets`` (CUDA events on GPU)."""
-    n = len(arg_sets)
-    for i in range(warmup):
-        fn(*arg_sets[i % n])
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    times, spent = [], 0.0
-    for i in range(repeats):
-        if device.type == "cuda":
-            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            s.record()
-            fn(*arg_sets[i % n])
-            e.record()
-            e.synchronize()
-            dt = s.elapsed_time(e) * 1e-3
-        else:
-            t0 = time.perf_counter()
-            fn(*arg_sets[i % n])
-            dt = time.perf_counter() - t0
-        times.append(dt * 1e6)
-        spent += dt
-        if i >= 4 and spent > budget_s:
-            break
-    return statistics.median(times), len(times)
-
-
-def bench_pose_loss(device, sizes=DEFAULT_SIZES, dtypes=(torch.float32, torch.bfloat16), time_fn=None,
-                    copy_gbs=None, variants=("fused", "unfused", "eager"), n_sets=2, **timing):
+def bench_pose_loss(device, sizes=DEFAULT_SIZES, dtypes=(torch.float32, torch.bfloat16), copy_gbs=None,
+                    variants=("fused", "unfused", "eager"), n_sets=2, rounds=1, repeats=30, warmup=3, budget_s=2.0):
     """One row per (dtype, (B, H, W)): ``{variant}_us`` medians, speedups and the memory floor.
 
-    ``time_fn(fn, arg_sets, device, **timing)`` -> ``(median_us, n)`` (benchmarks/run.py's
-    ``time_fn`` fits; default :func:`simple_time_fn`). ``copy_gbs``: measured copy bandwidth
-    (read + write GB/s) for the ``floor_x`` column; omitted when None.
+    Variants are timed in ``rounds`` interleaved rounds (``timing.time_fn``, rotating over
+    ``n_sets`` input sets), so a change in machine load hits each alike. ``copy_gbs``: the
+    measured copy bandwidth (read + write GB/s) for the ``floor_x`` column; None omits it.
     """
     device = torch.device(device)
-    time_fn = time_fn or simple_time_fn
     rows = []
     for dtype in dtypes:
         for batch, h, w in sizes:
             arg_sets = [make_inputs(batch, h, w, dtype, device, seed) for seed in range(n_sets)]
             row = {"op": "pose_loss_fwd_bwd", "dtype": str(dtype).replace("torch.", ""),
                    "size": f"B{batch} {h}x{w}", "floor_bytes": floor_bytes(batch, h, w, dtype)}
+            samples = {name: [] for name in variants}
+            for _ in range(rounds):
+                for name in variants:
+                    samples[name] += time_fn(VARIANTS[name], arg_sets, device, max(3, repeats // rounds), warmup,
+                                             budget_s / rounds)
             for name in variants:
-                row[f"{name}_us"], row[f"{name}_repeats"] = time_fn(VARIANTS[name], arg_sets, device, **timing)
+                row[f"{name}_us"], row[f"{name}_repeats"] = statistics.median(samples[name]), len(samples[name])
             f = row.get("fused_us")
             row["fused_vs_unfused"] = row["unfused_us"] / f if f and row.get("unfused_us") else None
             row["fused_vs_eager"] = row["eager_us"] / f if f and row.get("eager_us") else None
@@ -156,41 +132,3 @@ def format_rows(rows):
                      f" | {fmt(r.get('fused_us'), '.0f')} | {fmt(r['fused_vs_unfused'], '.2f')}"
                      f" | {fmt(r['fused_vs_eager'], '.2f')} | {fmt(r['fused_gbps'], '.1f')} | {fmt(r['floor_x'], '.2f')} |")
     return "\n".join(lines)
-
-
-def _copy_gbs(device, nbytes=256 << 20):
-    src = torch.empty(nbytes // 4, device=device).uniform_()
-    dst = torch.empty_like(src)
-    us, _ = simple_time_fn(lambda: dst.copy_(src), [()], device, repeats=20)
-    return 2 * nbytes / (us * 1e-6) / 1e9
-
-
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--sizes", default=None, help="comma list of B:HxW (default 128:64x48,128:256x192)")
-    ap.add_argument("--dtypes", default="float32,bfloat16")
-    ap.add_argument("--variants", default="fused,unfused,eager")
-    ap.add_argument("--repeats", type=int, default=30)
-    ap.add_argument("--threads", type=int, default=None)
-    args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    sizes = DEFAULT_SIZES
-    if args.sizes:
-        sizes = []
-        for text in args.sizes.split(","):
-            b, hw = text.split(":") if ":" in text else ("128", text)
-            h, w = hw.lower().split("x")
-            sizes.append((int(b), int(h), int(w)))
-    device = torch.device(args.device)
-    copy_gbs = _copy_gbs(device)
-    rows = bench_pose_loss(device, sizes, [getattr(torch, d) for d in args.dtypes.split(",")],
-                           copy_gbs=copy_gbs, variants=tuple(args.variants.split(",")), repeats=args.repeats)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"pose_loss forward + backward on {name}; copy bandwidth {copy_gbs:.1f} GB/s")
-    print(format_rows(rows))
-
-
-if __name__ == "__main__":
-    main()

@@ -4,6 +4,7 @@
     python benchmarks/run.py                       # every op and size, CUDA if visible else CPU
     python benchmarks/run.py --device cpu --quick  # ~20 s on 2 CPU cores
     python benchmarks/run.py --ops render,soft_argmax --sizes 64x48,256x192 --json out.json
+    python benchmarks/run.py --ops pose_loss       # fused pose loss vs unfused vs eager (B=128)
     python benchmarks/run.py --data                # PoseLoader samples/s on a small synthetic set
     python benchmarks/run.py --train               # training images/s (posefast.train.benchmark_training)
 
@@ -24,7 +25,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 
@@ -35,6 +35,8 @@ if REPO not in sys.path:
 import torch  # noqa: E402
 
 import kernels_py  # noqa: E402
+from pose_loss_bench import bench_pose_loss, format_rows  # noqa: E402
+from timing import copy_bandwidth, device_name, llc_bytes, synchronize, time_fn  # noqa: E402
 from posefast import ops as pf  # noqa: E402
 
 NUM_JOINTS = 17
@@ -42,16 +44,17 @@ SIGMA = 2.0
 BETA = 1.0
 PCK_N, PCK_T = 4096, 20
 DEFAULT_SIZES = ["64x48", "96x72", "256x192", "256:64x48"]
-ALL_OPS = ["render", "soft_argmax", "soft_argmax_bwd", "soft_argmax_fwd_bwd", "pck_counts"]
+ALL_OPS = ["render", "soft_argmax", "soft_argmax_bwd", "soft_argmax_fwd_bwd", "pck_counts", "pose_loss"]
+DEFAULT_LOSS_SIZES = ["128:64x48", "128:256x192"]  # the fused pose loss (issue 8): B = 128
 # soft-argmax ops also run with bfloat16 input
 DTYPES = {"render": ["float32"], "soft_argmax": ["float32", "bfloat16"], "soft_argmax_bwd": ["float32", "bfloat16"],
-          "soft_argmax_fwd_bwd": ["float32", "bfloat16"], "pck_counts": ["float32"]}
+          "soft_argmax_fwd_bwd": ["float32", "bfloat16"], "pck_counts": ["float32"],
+          "pose_loss": ["float32", "bfloat16"]}
 
 
 # ------------------------------------------------------------------ helpers
-def parse_size(text):
-    """'HxW' (B = 64) or 'B:HxW' -> (B, H, W)."""
-    batch = 64
+def parse_size(text, batch=64):
+    """'HxW' (B = ``batch``) or 'B:HxW' -> (B, H, W)."""
     if ":" in text:
         b, text = text.split(":", 1)
         batch = int(b)
@@ -61,84 +64,6 @@ def parse_size(text):
 
 def size_label(batch, h, w):
     return f"B{batch} {h}x{w}"
-
-
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def cpu_model():
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def device_name(device):
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{cpu_model()} ({torch.get_num_threads()} threads)"
-
-
-def llc_bytes(device):
-    """Bytes the rotated inputs should exceed: 2x the GPU L2 / a generous CPU LLC guess."""
-    if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        return 2 * int(getattr(props, "L2_cache_size", 50 << 20) or (50 << 20))
-    return 64 << 20
-
-
-def time_fn(fn, arg_sets, device, repeats, warmup, budget_s):
-    """Microseconds of each timed call of ``fn(*args)``, rotating over ``arg_sets``.
-
-    At least 3 and at most ``repeats`` timed calls, stopping early once ``budget_s`` of timed
-    calls has passed.
-    """
-    n = len(arg_sets)
-    for i in range(warmup):
-        fn(*arg_sets[i % n])
-    synchronize(device)
-    times = []
-    if device.type == "cuda":
-        events = []
-        start_wall = time.perf_counter()
-        for i in range(repeats):
-            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            s.record()
-            fn(*arg_sets[i % n])
-            e.record()
-            events.append((s, e))
-            if i >= 2 and i % 16 == 15:
-                e.synchronize()
-                if time.perf_counter() - start_wall > budget_s:
-                    break
-        torch.cuda.synchronize(device)
-        times = [s.elapsed_time(e) * 1e3 for s, e in events]
-    else:
-        spent = 0.0
-        for i in range(repeats):
-            t0 = time.perf_counter()
-            fn(*arg_sets[i % n])
-            dt = time.perf_counter() - t0
-            times.append(dt * 1e6)
-            spent += dt
-            if i >= 2 and spent > budget_s:
-                break
-    return times
-
-
-def copy_bandwidth(device, nbytes, repeats, budget_s):
-    """GB/s of a large device-to-device copy, counting bytes read + written."""
-    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
-    dst = torch.empty_like(src)
-    us = statistics.median(time_fn(lambda: dst.copy_(src), [()], device, repeats, 3, budget_s))
-    del src, dst
-    return 2 * nbytes / (us * 1e-6) / 1e9
 
 
 # ------------------------------------------------------------------ cases
@@ -280,6 +205,8 @@ BUILDERS = {"render": render_case, "soft_argmax": soft_argmax_case, "soft_argmax
 def build_cases(ops, sizes, device, dtypes_filter):
     """Yields the cases one at a time (each holds its inputs' graphs only while it runs)."""
     for op in ops:
+        if op == "pose_loss":
+            continue  # its own table: run_pose_loss
         if op == "pck_counts":
             yield pck_case(device)
             continue
@@ -383,6 +310,14 @@ def format_table(rows, copy_gbs):
     return "\n".join(out)
 
 
+def run_pose_loss(args, device, copy_gbs, dtypes_filter):
+    """Fused vs unfused vs eager pose loss, forward + backward (pose_loss_bench.py)."""
+    sizes = [parse_size(s, batch=128) for s in args.loss_sizes.split(",") if s]
+    dtypes = [getattr(torch, d) for d in DTYPES["pose_loss"] if not dtypes_filter or d in dtypes_filter]
+    return bench_pose_loss(device, sizes, dtypes, copy_gbs=copy_gbs, n_sets=2, rounds=args.rounds,
+                           repeats=args.repeats, warmup=2, budget_s=args.budget)
+
+
 # ------------------------------------------------------------------ --data / --train
 def bench_data(args, device):
     """PoseLoader samples/s over the crop cache of a small synthetic set."""
@@ -422,6 +357,8 @@ def main(argv=None):
     ap.add_argument("--device", default=None, help="cuda or cpu (default: cuda if visible, else cpu)")
     ap.add_argument("--ops", default=",".join(ALL_OPS), help=f"comma list of {ALL_OPS}")
     ap.add_argument("--sizes", default=",".join(DEFAULT_SIZES), help="comma list of HxW (B=64) or B:HxW")
+    ap.add_argument("--loss-sizes", default=",".join(DEFAULT_LOSS_SIZES),
+                    help="pose_loss sizes, comma list of B:HxW (B=128 if omitted)")
     ap.add_argument("--dtypes", default="", help="only these dtypes (e.g. float32)")
     ap.add_argument("--repeats", type=int, default=200, help="most timed repeats per measurement")
     ap.add_argument("--budget", type=float, default=None, help="seconds of timed calls per measurement")
@@ -453,6 +390,8 @@ def main(argv=None):
         args.no_compile = True
         if args.sizes == ",".join(DEFAULT_SIZES):
             args.sizes = "64x48"
+        if args.loss_sizes == ",".join(DEFAULT_LOSS_SIZES):
+            args.loss_sizes = DEFAULT_LOSS_SIZES[0]
         args.max_sets = min(args.max_sets, 2)
         args.rounds = 1
     if args.budget is None:
@@ -494,7 +433,14 @@ def main(argv=None):
                   f"compiled {fmt(row['compiled_us'], '9.1f')}  posefast {row['posefast_us']:9.1f} us", flush=True)
             dump()
         print()
-        print(format_table(result["rows"], copy_gbs))
+        if result["rows"]:
+            print(format_table(result["rows"], copy_gbs))
+        if "pose_loss" in ops:
+            result["pose_loss"] = run_pose_loss(args, device, copy_gbs, dtypes_filter)
+            print("\npose_loss forward + backward: fused vs unfused posefast ops vs eager reference "
+                  "(floor: logits read twice + gradient written once)")
+            print(format_rows(result["pose_loss"]))
+        dump()
     if args.data or args.data_only:
         result["data"] = bench_data(args, device)
         print(f"\n# data: {json.dumps(result['data'])}")

@@ -1,0 +1,52 @@
+"""benchmarks/run.py end to end at toy sizes on the CPU (seconds): every kind of row it
+writes, including the fused pose-loss table, lands in the JSON with sane values."""
+import json
+import os
+import sys
+
+import pytest
+
+BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+
+
+@pytest.fixture(scope="module")
+def bench_run():
+    sys.path.insert(0, BENCH)
+    try:
+        import run
+        yield run
+    finally:
+        sys.path.remove(BENCH)
+
+
+def test_run_writes_every_row(bench_run, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    rc = bench_run.main(["--device", "cpu", "--quick", "--threads", "1", "--sizes", "4:16x12", "--loss-sizes",
+                         "2:16x12", "--repeats", "4", "--budget", "0.05", "--json", str(out)])
+    assert rc == 0
+    result = json.loads(out.read_text())
+    ops = {(r["op"], r["dtype"]) for r in result["rows"]}
+    assert ops == {("render", "float32"), ("pck_counts", "float32")} | {
+        (op, dt) for op in ("soft_argmax", "soft_argmax_bwd", "soft_argmax_fwd_bwd") for dt in ("float32", "bfloat16")}
+    for row in result["rows"]:
+        assert row["posefast_us"] > 0 and row["eager_us"] > 0
+        assert row["speedup_vs_eager"] == pytest.approx(row["eager_us"] / row["posefast_us"])
+        assert row["gbps"] > 0 and row["pct_copy"] > 0
+    assert result["meta"]["copy_gbps"] > 0 and result["meta"]["device_type"] == "cpu"
+
+    loss_rows = result["pose_loss"]
+    assert [(r["dtype"], r["size"]) for r in loss_rows] == [("float32", "B2 16x12"), ("bfloat16", "B2 16x12")]
+    for row in loss_rows:
+        assert row["floor_bytes"] == 3 * 2 * 17 * 16 * 12 * (4 if row["dtype"] == "float32" else 2)
+        for name in ("fused", "unfused", "eager"):
+            assert row[f"{name}_us"] > 0 and row[f"{name}_repeats"] >= 3
+        assert row["fused_vs_unfused"] == pytest.approx(row["unfused_us"] / row["fused_us"])
+        assert row["floor_x"] > 0
+    printed = capsys.readouterr().out
+    assert "| float32 | B2 16x12 |" in printed and "x unfused" in printed
+
+
+def test_unknown_op_is_an_error(bench_run, capsys):
+    with pytest.raises(SystemExit):
+        bench_run.main(["--device", "cpu", "--ops", "softargmax"])
+    assert "unknown op 'softargmax'" in capsys.readouterr().err
