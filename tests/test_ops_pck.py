@@ -108,3 +108,19 @@ def test_auc_of_perfect_predictions_is_one():
 def test_opcheck():
     pred, gt, vis, norm = random_instances(30, 17, seed=1)
     torch.library.opcheck(torch.ops.posefast.pck_counts.default, (pred, gt, vis, norm, torch.linspace(0, 0.5, 5)))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_unsorted_repeated_and_non_finite_thresholds(device):
+    # any threshold order, repeats, a NaN (never hit), +-inf, negatives, and distances that
+    # equal a threshold exactly (strict <), over more instances than one CPU task takes
+    pred, gt, vis, norm = random_instances(10_000, 17, seed=9)
+    norm = torch.where(norm > 0, torch.full_like(norm, 10.0), norm)
+    pred[:50, :, 0] = gt[:50, :, 0] + 2.0  # distance exactly 0.2
+    pred[:50, :, 1] = gt[:50, :, 1]
+    thr = torch.tensor([0.3, 0.2, float("nan"), 0.05, 0.2, float("inf"), -1.0, 0.0, 0.5, float("-inf")])
+    args = [x.to(device) for x in (pred, gt, vis, norm, thr)]
+    hits, valid = pck_counts(*args)
+    ref_hits, ref_valid = kernels_py.pck_counts(*args)
+    assert torch.equal(hits.cpu(), ref_hits.cpu()) and torch.equal(valid.cpu(), ref_valid.cpu())
+    assert hits[2].sum() == 0 and hits[9].sum() == 0 and torch.equal(hits[5], valid.to(hits.device))

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The CPU-sized COCO runs of docs/RESULTS_COCO.md: train, then evaluate best.pt (with the
+# flip test; both decodings), one run after another. Usage:
+#   bash scripts/coco_cpu_runs.sh OUT_ROOT STAGE...     STAGE: ablations | topdown | image | NAME
+# Run from the repository root (the configs' data_dir is ../shared/data/coco_kpts, relative
+# to the cwd; override with DATA_DIR=...). PYTHON picks the interpreter (default: python).
+set -euo pipefail
+out_root=${1:?usage: coco_cpu_runs.sh OUT_ROOT STAGE...}; shift
+py=${PYTHON:-python}
+data=()
+[[ -n "${DATA_DIR:-}" ]] && data=(--data_dir "$DATA_DIR")
+uniform="[$(printf '1,%.0s' {1..16})1]"
+
+run() {  # run NAME CONFIG [--key value ...]
+  local name=$1 config=$2; shift 2
+  local dir="$out_root/$name"
+  mkdir -p "$dir"
+  local start=$SECONDS
+  "$py" -m posefast.train --config "$config" "${data[@]}" --out_dir "$dir" --progress false "$@" 2>&1 | tee "$dir/train.log"
+  echo "wall_s $((SECONDS - start))" | tee -a "$dir/train.log"
+  "$py" -m posefast.evaluate --checkpoint "$dir/best.pt" --flip --no-progress 2>&1 | tee "$dir/eval.log"
+}
+
+# Ablations: our protocol on a shorter schedule (600 of the train images, 4 epochs), one change each.
+ablation() {  # ablation NAME [--key value ...]
+  local name=$1; shift
+  run "$name" configs/coco_cpu_topdown_simple.yaml --train_subset 600 --epochs 4 "$@"
+}
+
+for stage in "$@"; do
+  case $stage in
+    ablations)
+      ablation abl_base
+      ablation abl_mse --loss mse
+      ablation abl_no_coord --coord_weight 0
+      ablation abl_uniform_weights --joint_weights "$uniform" ;;
+    topdown) run topdown_simple configs/coco_cpu_topdown_simple.yaml
+             run topdown_unet configs/coco_cpu_topdown_unet.yaml ;;
+    image) run image_simple configs/coco_cpu_image_simple.yaml
+           run image_unet configs/coco_cpu_image_unet.yaml ;;
+    *) run "$stage" "configs/coco_cpu_$stage.yaml" ;;
+  esac
+done
