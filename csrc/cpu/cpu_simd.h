@@ -53,6 +53,22 @@ inline void advise_huge_pages(void* ptr, size_t bytes) {
 
 namespace simd {
 
+// One float or bfloat16 (its bits as uint16_t) value as float, and back (rounding to nearest
+// even, NaN -> 0x7FC0, as c10::BFloat16 and narrow_bf16 below).
+inline float to_float(float v) { return v; }
+inline float to_float(uint16_t bits) {
+  const uint32_t b = uint32_t(bits) << 16;
+  float v;
+  std::memcpy(&v, &b, sizeof(v));
+  return v;
+}
+inline void store_scalar(float* p, float v) { *p = v; }
+inline void store_scalar(uint16_t* p, float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, sizeof(u));
+  *p = v != v ? uint16_t(0x7FC0) : uint16_t((u + (((u >> 16) & 1u) + 0x7FFFu)) >> 16);
+}
+
 #if PF_HAVE_VEC
 constexpr int kLanes = 16;
 typedef float vf __attribute__((vector_size(64)));
@@ -99,6 +115,25 @@ PF_VINLINE void narrow_bf16(uint16_t* p, vf v) {
   const vu r = v != v ? vu{} + 0x7FC0u : rounded;
   const vh h = __builtin_convertvector(r, vh);
   std::memcpy(p, &h, sizeof(h));
+}
+
+// Loads and stores of float or bfloat16 (its bits as uint16_t) maps as float vectors, so one
+// kernel template reads either without first widening the map into a buffer.
+PF_VINLINE vf loadf(const float* p) { return load(p); }
+PF_VINLINE vf loadf(const uint16_t* p) { return widen_bf16(p); }
+PF_VINLINE vf loadf_tail(const float* p, int64_t n, float pad) { return load_tail(p, n, pad); }
+PF_VINLINE vf loadf_tail(const uint16_t* p, int64_t n, float pad) {
+  float a[kLanes];
+  for (int i = 0; i < kLanes; ++i) a[i] = i < n ? to_float(p[i]) : pad;
+  return load(a);
+}
+PF_VINLINE void storef(float* p, vf v) { store(p, v); }
+PF_VINLINE void storef(uint16_t* p, vf v) { narrow_bf16(p, v); }
+PF_VINLINE void storef_tail(float* p, int64_t n, vf v) { store_tail(p, n, v); }
+PF_VINLINE void storef_tail(uint16_t* p, int64_t n, vf v) {
+  uint16_t a[kLanes];
+  narrow_bf16(a, v);
+  std::memcpy(p, a, n * sizeof(uint16_t));
 }
 
 // 0, 1, ..., 15

@@ -5,7 +5,8 @@
 // compiled for AVX-512, AVX2 and baseline x86-64, picked at load time): the forward pass
 // reads the map twice (a max pass, then one exp per pixel accumulating the sums; the
 // second read hits L1/L2, a map is at most a few hundred KB), the backward pass reads and
-// writes each pixel once. Reduced-precision maps are widened to float one map at a time.
+// writes each pixel once. bfloat16 maps are read (and their gradient written) directly,
+// 16 values widened to float per load; float16 maps are widened one map at a time.
 // A forward map holding a non-finite beta * h (NaN, +-inf) falls back to the exact scalar
 // online-softmax path below, which defines the NaN / inf semantics; float64 always takes
 // that scalar path.
@@ -26,10 +27,11 @@ namespace posefast {
 // ---------------------------------------------------------------- float SIMD kernels
 // (external linkage: target_clones makes one ifunc per function)
 
-// Soft-argmax of one float map: out = (x, y, logsumexp). Returns false, writing nothing,
-// when some beta * h is not finite.
-PF_CPU_CLONES bool posefast_soft_argmax_map_f32(const float* src, int64_t H, int64_t W, float beta,
-                                                float* out) {
+// Soft-argmax of one float or bfloat16 (uint16_t bits) map, read as float: out = (x, y,
+// logsumexp). Returns false, writing nothing, when some beta * h is not finite.
+template <typename In>
+PF_VINLINE bool soft_argmax_map(const In* src, int64_t H, int64_t W, float beta, float* out) {
+  using simd::to_float;
   const int64_t n = H * W;
   float m = neg_inf<float>(), bad = 0.f;
   int64_t k = 0;
@@ -37,7 +39,7 @@ PF_CPU_CLONES bool posefast_soft_argmax_map_f32(const float* src, int64_t H, int
   using namespace simd;
   vf vm = splat(neg_inf<float>()), vbad = splat(0.f);
   for (; k + kLanes <= n; k += kLanes) {
-    const vf v = load(src + k) * beta;
+    const vf v = loadf(src + k) * beta;
     vm = vmax(vm, v);
     vbad += v * 0.f;  // NaN for a NaN or infinite v
   }
@@ -45,7 +47,7 @@ PF_CPU_CLONES bool posefast_soft_argmax_map_f32(const float* src, int64_t H, int
   bad = hsum(vbad);
 #endif
   for (; k < n; ++k) {
-    const float v = src[k] * beta;
+    const float v = to_float(src[k]) * beta;
     m = v > m ? v : m;
     bad += v * 0.f;
   }
@@ -56,18 +58,18 @@ PF_CPU_CLONES bool posefast_soft_argmax_map_f32(const float* src, int64_t H, int
   vf vs = splat(0.f), vsx = splat(0.f), vsy = splat(0.f);
 #endif
   for (int64_t i = 0; i < H; ++i) {
-    const float* row = src + i * W;
+    const In* row = src + i * W;
     int64_t j = 0;
 #if PF_HAVE_VEC
     vf rs = splat(0.f), jv = iota();
     for (; j + kLanes <= W; j += kLanes) {
-      const vf e = simd::exp_poly_finite(load(row + j) * beta - m);
+      const vf e = simd::exp_poly_finite(loadf(row + j) * beta - m);
       rs += e;
       vsx += e * jv;
       jv += float(kLanes);
     }
     if (j < W) {  // the row's tail as one vector; the padding lanes get weight 0
-      const vf e0 = simd::exp_poly_finite(load_tail(row + j, W - j, 0.f) * beta - m);
+      const vf e0 = simd::exp_poly_finite(loadf_tail(row + j, W - j, 0.f) * beta - m);
       const vf e = iota() < float(W - j) ? e0 : splat(0.f);
       rs += e;
       vsx += e * jv;
@@ -78,7 +80,7 @@ PF_CPU_CLONES bool posefast_soft_argmax_map_f32(const float* src, int64_t H, int
 #endif
     float trs = 0.f;
     for (; j < W; ++j) {
-      const float e = exp_poly(row[j] * beta - m);
+      const float e = exp_poly(to_float(row[j]) * beta - m);
       trs += e;
       sx += e * float(j);
     }
@@ -94,6 +96,16 @@ PF_CPU_CLONES bool posefast_soft_argmax_map_f32(const float* src, int64_t H, int
   out[1] = sy / s;
   out[2] = m + pf_log(s);
   return true;
+}
+
+PF_CPU_CLONES bool posefast_soft_argmax_map_f32(const float* src, int64_t H, int64_t W, float beta,
+                                                float* out) {
+  return soft_argmax_map(src, H, W, beta, out);
+}
+
+PF_CPU_CLONES bool posefast_soft_argmax_map_bf16(const uint16_t* src, int64_t H, int64_t W,
+                                                 float beta, float* out) {
+  return soft_argmax_map(src, H, W, beta, out);
 }
 
 #if PF_HAVE_VEC
@@ -114,33 +126,34 @@ PF_VINLINE simd::vf grad_exp(simd::vf v, float beta, float lse, simd::vf& bad, s
 // dL/dh of one float map: beta * exp(beta h - lse) * ((j - x) gx + (i - y) gy).
 // Fast = true uses exp_poly_finite and returns false if that was not valid for this map
 // (a non-finite beta h, or beta h - lse > 88: the caller then redoes it with Fast = false).
-template <bool Fast>
-PF_VINLINE bool grad_map_f32(const float* src, float* dst, int64_t H, int64_t W, float beta,
-                             float x, float y, float gx, float gy, float lse) {
+template <bool Fast, typename In>
+PF_VINLINE bool grad_map(const In* src, In* dst, int64_t H, int64_t W, float beta, float x,
+                         float y, float gx, float gy, float lse) {
 #if PF_HAVE_VEC
   using namespace simd;
   vf bad = splat(0.f), top = splat(neg_inf<float>());
 #endif
   for (int64_t i = 0; i < H; ++i) {
-    const float* in = src + i * W;
-    float* out = dst + i * W;
+    const In* in = src + i * W;
+    In* out = dst + i * W;
     const float dyg = (float(i) - y) * gy;
     int64_t j = 0;
 #if PF_HAVE_VEC
     vf jv = iota();
     for (; j + kLanes <= W; j += kLanes) {
-      const vf p = grad_exp<Fast>(load(in + j), beta, lse, bad, top);
-      store(out + j, beta * p * ((jv - x) * gx + dyg));
+      const vf p = grad_exp<Fast>(loadf(in + j), beta, lse, bad, top);
+      storef(out + j, beta * p * ((jv - x) * gx + dyg));
       jv += float(kLanes);
     }
     if (j < W) {
-      const vf p = grad_exp<Fast>(load_tail(in + j, W - j, 0.f), beta, lse, bad, top);
-      store_tail(out + j, W - j, beta * p * ((jv - x) * gx + dyg));
+      const vf p = grad_exp<Fast>(loadf_tail(in + j, W - j, 0.f), beta, lse, bad, top);
+      storef_tail(out + j, W - j, beta * p * ((jv - x) * gx + dyg));
       j = W;
     }
 #endif
     for (; j < W; ++j)
-      out[j] = beta * exp_poly(in[j] * beta - lse) * ((float(j) - x) * gx + dyg);
+      simd::store_scalar(out + j, beta * exp_poly(simd::to_float(in[j]) * beta - lse) *
+                                      ((float(j) - x) * gx + dyg));
   }
 #if PF_HAVE_VEC
   if constexpr (Fast) return hsum(bad) == 0.f && hmax(top) <= 88.0f;
@@ -148,12 +161,19 @@ PF_VINLINE bool grad_map_f32(const float* src, float* dst, int64_t H, int64_t W,
   return true;
 }
 
+// dst must not alias src: a map whose fast pass fails is redone from src
 PF_CPU_CLONES void posefast_soft_argmax_grad_map_f32(const float* src, float* dst, int64_t H,
                                                      int64_t W, float beta, float x, float y,
                                                      float gx, float gy, float lse) {
-  // dst must not alias src: a map whose fast pass fails is redone from src
-  if (!pf_isfinite(lse) || !grad_map_f32<true>(src, dst, H, W, beta, x, y, gx, gy, lse))
-    grad_map_f32<false>(src, dst, H, W, beta, x, y, gx, gy, lse);
+  if (!pf_isfinite(lse) || !grad_map<true>(src, dst, H, W, beta, x, y, gx, gy, lse))
+    grad_map<false>(src, dst, H, W, beta, x, y, gx, gy, lse);
+}
+
+PF_CPU_CLONES void posefast_soft_argmax_grad_map_bf16(const uint16_t* src, uint16_t* dst,
+                                                      int64_t H, int64_t W, float beta, float x,
+                                                      float y, float gx, float gy, float lse) {
+  if (!pf_isfinite(lse) || !grad_map<true>(src, dst, H, W, beta, x, y, gx, gy, lse))
+    grad_map<false>(src, dst, H, W, beta, x, y, gx, gy, lse);
 }
 
 // bfloat16 maps <-> float buffers (c10::BFloat16's conversions, 16 values per step).
@@ -230,16 +250,18 @@ template <typename scalar_t, typename acc_t>
 bool simd_forward_map(const scalar_t* map, int64_t H, int64_t W, acc_t beta,
                       std::vector<float>& widened, acc_t* coords, acc_t* lse) {
   if constexpr (std::is_same_v<acc_t, float>) {
-    const float* f;
+    float out[3];
+    bool ok;
     if constexpr (std::is_same_v<scalar_t, float>) {
-      f = map;
+      ok = posefast_soft_argmax_map_f32(map, H, W, beta, out);
+    } else if constexpr (std::is_same_v<scalar_t, c10::BFloat16> && PF_HAVE_VEC) {
+      ok = posefast_soft_argmax_map_bf16(reinterpret_cast<const uint16_t*>(map), H, W, beta, out);
     } else {
       widened.resize(H * W);
       widen(map, widened.data(), H * W);
-      f = widened.data();
+      ok = posefast_soft_argmax_map_f32(widened.data(), H, W, beta, out);
     }
-    float out[3];
-    if (!posefast_soft_argmax_map_f32(f, H, W, beta, out)) return false;
+    if (!ok) return false;
     coords[0] = out[0];
     coords[1] = out[1];
     *lse = out[2];
@@ -254,6 +276,11 @@ bool simd_backward_map(const scalar_t* map, scalar_t* grad, int64_t H, int64_t W
                        acc_t x, acc_t y, acc_t gx, acc_t gy, acc_t lse, std::vector<float>& buf) {
   if constexpr (std::is_same_v<scalar_t, float>) {
     posefast_soft_argmax_grad_map_f32(map, grad, H, W, beta, x, y, gx, gy, lse);
+    return true;
+  } else if constexpr (std::is_same_v<scalar_t, c10::BFloat16> && PF_HAVE_VEC) {
+    posefast_soft_argmax_grad_map_bf16(reinterpret_cast<const uint16_t*>(map),
+                                       reinterpret_cast<uint16_t*>(grad), H, W, beta, x, y, gx, gy,
+                                       lse);
     return true;
   } else if constexpr (std::is_same_v<acc_t, float>) {
     const int64_t hw = H * W;
