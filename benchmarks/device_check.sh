@@ -8,8 +8,11 @@
 #   env.txt                   nvidia-smi, python/torch/nvcc versions
 #   build.log                 the extension build (TORCH_CUDA_ARCH_LIST=9.0, FORCE_CUDA=1)
 #   pytest_cuda.log/.xml      the ops tests with the cuda param (pytest -m cuda)
-#   bench_cuda_nocompile.*    every op/size/dtype: eager reference vs posefast (fast, ~1 min)
-#   bench_cuda.*              float32 rows with the torch.compile reference too
+#   bench_cuda_nocompile.*    every op/size/dtype: eager reference vs posefast, and the fused
+#                             pose loss vs the unfused ops vs eager (B=128; fast, ~1-2 min)
+#   bench_cuda.*              float32 op rows with the torch.compile reference too
+#   bench_data_train.*        PoseLoader samples/s (256x192, from the crop cache) and training
+#                             images/s, end to end vs model-only (benchmarks/run.py --data --train)
 # Each stage has its own time limit so a 15-minute device budget always gets the earlier
 # results back; the benchmark writes its JSON after every row.
 #
@@ -84,10 +87,13 @@ echo "pytest exit code: $rc"
 
 if [ "$DEVICE" = "cuda" ]; then
   NOCOMPILE_ARGS=(--device cuda --no-compile --budget 0.4)
-  COMPILE_ARGS=(--device cuda --dtypes float32 --budget 0.4)
+  COMPILE_ARGS=(--device cuda --dtypes float32 --budget 0.4
+                --ops render,soft_argmax,soft_argmax_bwd,soft_argmax_fwd_bwd,pck_counts)
+  DATA_ARGS=(--device cuda --data-only --train --data-images 512 --data-batch 256 --data-batches 16)
 else
   NOCOMPILE_ARGS=(--device cpu --quick)
   COMPILE_ARGS=(--device cpu --quick --ops pck_counts)
+  DATA_ARGS=(--device cpu --data-only --data-images 32 --data-batch 8 --data-batches 2)
 fi
 
 stage "benchmark, eager vs posefast: benchmarks/run.py ${NOCOMPILE_ARGS[*]}"
@@ -101,6 +107,12 @@ stage "benchmark with torch.compile: benchmarks/run.py ${COMPILE_ARGS[*]}"
 timeout 330 "$PY" benchmarks/run.py "${COMPILE_ARGS[@]}" --json "$OUT/bench_cuda.json" 2>&1 | tee "$OUT/bench_cuda.txt"
 rc=$?
 echo "benchmark exit code: $rc (124 = hit its time limit; rows so far are in bench_cuda.json)"
+[ $rc -ne 0 ] && status=1
+
+stage "data loader and training throughput: benchmarks/run.py ${DATA_ARGS[*]}"
+timeout 240 "$PY" benchmarks/run.py "${DATA_ARGS[@]}" --json "$OUT/bench_data_train.json" 2>&1 | tee "$OUT/bench_data_train.txt"
+rc=$?
+echo "data/train benchmark exit code: $rc"
 [ $rc -ne 0 ] && status=1
 
 stage "done (status $status); results in $OUT"
