@@ -1,0 +1,126 @@
+#!/usr/bin/env python
+"""Markdown tables for docs/RESULTS_COCO.md from the run folders of scripts/coco_runs.sh.
+
+    python scripts/coco_results_table.py RUN_ROOT
+
+Reads each run's ``metrics.jsonl`` (throughput, epochs), ``train.log`` (``wall_s``) and
+``eval/eval.json`` (``python -m posefast.evaluate --flip`` on best.pt) and prints the main
+table, the per-joint table and the ablation lines. Runs that are missing are left out.
+"""
+import json
+import os
+import statistics
+import sys
+
+MAIN = [("topdown_simple", "SimplePoseNet", "ours: top-down, every person"),
+        ("topdown_unet", "UNetPoseNet", "ours: top-down, every person"),
+        ("image_simple", "SimplePoseNet", "study: whole image, first person"),
+        ("image_unet", "UNetPoseNet", "study: whole image, first person")]
+ABLATIONS = [("abl_base", "baseline: BCE, coord loss 0.1, elbows/knees x1.2, wrists/ankles x1.5, soft-argmax, no flip"),
+             ("abl_mse", "MSE heatmap loss instead of BCE"),
+             ("abl_no_coord", "coordinate (soft-argmax L1) loss off"),
+             ("abl_uniform_weights", "joint weights off (all 1)")]
+WRISTS, ANKLES = ("left_wrist", "right_wrist"), ("left_ankle", "right_ankle")
+
+
+def load(root, name):
+    folder = os.path.join(root, name)
+    path = os.path.join(folder, "eval", "eval.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        ev = json.load(f)
+    with open(os.path.join(folder, "metrics.jsonl")) as f:
+        epochs = [json.loads(line) for line in f if line.strip()]
+    wall = None
+    with open(os.path.join(folder, "train.log")) as f:
+        for line in f:
+            if line.startswith("wall_s "):
+                wall = int(line.split()[1])
+    return {"eval": ev, "epochs": epochs, "wall_s": wall,
+            "samples_per_s": statistics.mean(e["samples_per_s"] for e in epochs)}
+
+
+def pair_mean(per_joint, names):
+    values = [per_joint[n] for n in names if per_joint.get(n) is not None]
+    return sum(values) / len(values) if values else float("nan")
+
+
+def main_table(root):
+    lines = ["| run | decoder | protocol | epochs (best) | torso PCK@0.2 | bbox PCK@0.2 | wrists | ankles "
+             "| + flip (torso) | AP (GT boxes) | AP50 | wall | train samples/s |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, decoder, protocol in MAIN:
+        run = load(root, name)
+        if run is None:
+            continue
+        res = run["eval"]["results"]
+        sa, flip = res["soft_argmax"], res.get("soft_argmax+flip", {})
+        coco = sa.get("coco") or {}
+        lines.append(
+            f"| {name} | {decoder} | {protocol} | {len(run['epochs'])} ({run['eval']['epoch']}) "
+            f"| {sa['pck_torso']:.3f} | {sa['pck_bbox']:.3f} | {pair_mean(sa['pck_torso_per_joint'], WRISTS):.3f} "
+            f"| {pair_mean(sa['pck_torso_per_joint'], ANKLES):.3f} | {flip.get('pck_torso', float('nan')):.3f} "
+            f"| {coco.get('AP', float('nan')):.3f} | {coco.get('AP50', float('nan')):.3f} "
+            f"| {run['wall_s'] // 60}m{run['wall_s'] % 60:02d}s | {run['samples_per_s']:.1f} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def per_joint_table(root):
+    runs = [(name, load(root, name)) for name, _, _ in MAIN]
+    runs = [(n, r) for n, r in runs if r is not None]
+    if not runs:
+        return ""
+    joints = list(runs[0][1]["eval"]["results"]["soft_argmax"]["pck_torso_per_joint"])
+    lines = ["| joint (torso PCK@0.2) | " + " | ".join(n for n, _ in runs) + " |",
+             "|---|" + "---:|" * len(runs)]
+    for j in joints:
+        cells = []
+        for _, r in runs:
+            v = r["eval"]["results"]["soft_argmax"]["pck_torso_per_joint"].get(j)
+            cells.append("-" if v is None else f"{v:.3f}")
+        lines.append(f"| {j} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ablation_lines(root):
+    base = load(root, "abl_base")
+    if base is None:
+        return ""
+    b = base["eval"]["results"]["soft_argmax"]
+    lines = ["| ablation (600 train images, 4 epochs) | torso PCK@0.2 | bbox PCK@0.2 | AP | torso vs baseline |",
+             "|---|---:|---:|---:|---:|"]
+
+    def line(label, r):
+        ap = (r.get("coco") or {}).get("AP", float("nan"))
+        lines.append(f"| {label} | {r['pck_torso']:.3f} | {r['pck_bbox']:.3f} | {ap:.3f} "
+                     f"| {r['pck_torso'] - b['pck_torso']:+.3f} |")
+
+    for name, label in ABLATIONS:
+        run = load(root, name)
+        if run is not None:
+            line(label, run["eval"]["results"]["soft_argmax"])
+    res = base["eval"]["results"]
+    for key, label in (("soft_argmax+flip", "baseline + flip test"),
+                       ("argmax_quarter", "baseline, argmax + quarter-pixel decoding instead of soft-argmax"),
+                       ("argmax_quarter+flip", "baseline, argmax + quarter-pixel, + flip test")):
+        if key in res:
+            line(label, res[key])
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print(__doc__)
+        return 2
+    root = argv[0]
+    for title, text in (("Main runs", main_table(root)), ("Per joint", per_joint_table(root)),
+                        ("Ablations", ablation_lines(root))):
+        if text:
+            print(f"### {title}\n\n{text}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
