@@ -17,7 +17,8 @@ MAIN = [("topdown_simple", "SimplePoseNet", "ours: top-down, every person"),
         ("image_simple", "SimplePoseNet", "study: whole image, first person"),
         ("image_unet", "UNetPoseNet", "study: whole image, first person")]
 ABLATIONS = [("abl_base", "baseline: BCE, coord loss 0.1, elbows/knees x1.2, wrists/ankles x1.5, soft-argmax, no flip"),
-             ("abl_mse", "MSE heatmap loss instead of BCE"),
+             ("abl_mse", "MSE heatmap loss instead of BCE (same head bias -4: a poor start for MSE)"),
+             ("abl_mse_bias0", "MSE heatmap loss instead of BCE, head bias 0"),
              ("abl_no_coord", "coordinate (soft-argmax L1) loss off"),
              ("abl_uniform_weights", "joint weights off (all 1)")]
 WRISTS, ANKLES = ("left_wrist", "right_wrist"), ("left_ankle", "right_ankle")

@@ -37,6 +37,7 @@ for stage in "$@"; do
     ablations)
       ablation abl_base
       ablation abl_mse --loss mse
+      ablation abl_mse_bias0 --loss mse --head_bias 0
       ablation abl_no_coord --coord_weight 0
       ablation abl_uniform_weights --joint_weights "$uniform" ;;
     topdown) run topdown_simple configs/coco_cpu_topdown_simple.yaml
