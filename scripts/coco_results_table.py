@@ -15,7 +15,8 @@ import sys
 MAIN = [("topdown_simple", "SimplePoseNet", "ours: top-down, every person"),
         ("topdown_unet", "UNetPoseNet", "ours: top-down, every person"),
         ("image_simple", "SimplePoseNet", "study: whole image, first person"),
-        ("image_unet", "UNetPoseNet", "study: whole image, first person")]
+        ("image_unet", "UNetPoseNet", "study: whole image, first person"),
+        ("coco_best", "UNetPoseNet", "ours, longer schedule (configs/coco_best.yaml)")]
 ABLATIONS = [("abl_base", "baseline: BCE, coord loss 0.1, elbows/knees x1.2, wrists/ankles x1.5, soft-argmax, no flip"),
              ("abl_mse", "MSE heatmap loss instead of BCE (same head bias -4: a poor start for MSE)"),
              ("abl_mse_bias0", "MSE heatmap loss instead of BCE, head bias 0"),

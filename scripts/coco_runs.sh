@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The COCO runs of docs/RESULTS_COCO.md: train, then evaluate best.pt (with the flip test;
 # both decodings), one run after another, then the tables. Usage:
-#   bash scripts/coco_runs.sh OUT_ROOT STAGE...     STAGE: ablations | topdown | image | NAME
+#   bash scripts/coco_runs.sh OUT_ROOT STAGE...     STAGE: ablations | topdown | image | best | NAME
 # (NAME: configs/coco_cpu_NAME.yaml). Run from the repository root: the configs' data_dir is
 # ../shared/data/coco_kpts, relative to the cwd; DATA_DIR=... overrides it. PYTHON picks the
 # interpreter (default: python). EXTRA="--key value ..." is appended to every training
@@ -44,6 +44,7 @@ for stage in "$@"; do
              run topdown_unet configs/coco_cpu_topdown_unet.yaml ;;
     image) run image_simple configs/coco_cpu_image_simple.yaml
            run image_unet configs/coco_cpu_image_unet.yaml ;;
+    best) run coco_best configs/coco_best.yaml ;;
     *) run "$stage" "configs/coco_cpu_$stage.yaml" ;;
   esac
 done

@@ -6,7 +6,7 @@
 #   .whl/                     a pycocotools wheel for the machine's Python (COCO AP), e.g.
 #     pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl pycocotools
 # It builds the extension in place unless SKIP_BUILD=1 (benchmarks/device_check.sh may have),
-# trains + evaluates the STAGES (default: "topdown image ablations") with EXTRA appended to
+# trains + evaluates the STAGES (default: "topdown image best ablations") with EXTRA appended to
 # every training command (default: the GPU schedule below; the configs are CPU-sized), and
 # leaves in $OUT: device_coco.log, tables.md and coco_runs.tar.gz (each run's metrics.jsonl,
 # eval.json, train/eval logs and pictures; no checkpoints).
@@ -18,7 +18,7 @@ mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
 DEVICE="${DEVICE:-cuda}"
 DATA="${DATA_DIR:-.carry/coco_kpts_small}"
-STAGES="${STAGES:-topdown image ablations}"
+STAGES="${STAGES:-topdown image best ablations}"
 export EXTRA="${EXTRA:---input_size 256,192 --batch_size 128 --lr 4e-3 --epochs 40 --device $DEVICE}"
 exec > >(tee -a "$OUT/device_coco.log") 2>&1
 T0=$(date +%s)
