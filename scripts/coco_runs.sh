@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The COCO runs of docs/RESULTS_COCO.md: train, then evaluate best.pt (with the flip test;
 # both decodings), one run after another, then the tables. Usage:
-#   bash scripts/coco_runs.sh OUT_ROOT STAGE...     STAGE: ablations | topdown | image | best | NAME
+#   bash scripts/coco_runs.sh OUT_ROOT STAGE...     STAGE: ablations | abl_NAME | topdown | image | best | NAME
 # (NAME: configs/coco_cpu_NAME.yaml). Run from the repository root: the configs' data_dir is
 # ../shared/data/coco_kpts, relative to the cwd; DATA_DIR=... overrides it. PYTHON picks the
 # interpreter (default: python). EXTRA="--key value ..." is appended to every training
@@ -27,19 +27,19 @@ run() {  # run NAME CONFIG [--key value ...]
 }
 
 # Ablations: our protocol on a shorter schedule (600 of the train images, 4 epochs), one change each.
-ablation() {  # ablation NAME [--key value ...]
-  local name=$1; shift
-  run "$name" configs/coco_cpu_topdown_simple.yaml --train_subset 600 --epochs 4 "$@"
+declare -A ABLATION=([abl_base]="" [abl_mse]="--loss mse" [abl_mse_bias0]="--loss mse --head_bias 0"
+                     [abl_no_coord]="--coord_weight 0" [abl_uniform_weights]="--joint_weights $uniform")
+ABLATION_ORDER=(abl_base abl_mse abl_mse_bias0 abl_no_coord abl_uniform_weights)
+ablation() {  # ablation NAME
+  # shellcheck disable=SC2086  # the overrides are words
+  run "$1" configs/coco_cpu_topdown_simple.yaml --train_subset 600 --epochs 4 ${ABLATION[$1]}
 }
 
 for stage in "$@"; do
   case $stage in
-    ablations)
-      ablation abl_base
-      ablation abl_mse --loss mse
-      ablation abl_mse_bias0 --loss mse --head_bias 0
-      ablation abl_no_coord --coord_weight 0
-      ablation abl_uniform_weights --joint_weights "$uniform" ;;
+    ablations) for name in "${ABLATION_ORDER[@]}"; do ablation "$name"; done ;;
+    abl_*) [[ -v "ABLATION[$stage]" ]] || { echo "unknown ablation $stage"; exit 2; }
+           ablation "$stage" ;;
     topdown) run topdown_simple configs/coco_cpu_topdown_simple.yaml
              run topdown_unet configs/coco_cpu_topdown_unet.yaml ;;
     image) run image_simple configs/coco_cpu_image_simple.yaml
