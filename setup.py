@@ -9,6 +9,7 @@ without a visible GPU we build for Ampere (8.0) and Hopper (9.0, plus PTX).
 """
 import glob
 import os
+import sys
 
 from setuptools import find_packages, setup
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
@@ -27,6 +28,13 @@ def extension():
     csrc = os.path.join("csrc")
     sources = [os.path.join(csrc, "posefast_ops.cpp")] + sorted(glob.glob(os.path.join(csrc, "cpu", "*.cpp")))
     cxx = ["-O3"]
+    if sys.platform.startswith("linux"):
+        # at::parallel_for is inline in ATen's headers: with torch's OpenMP backend it is a
+        # `#pragma omp parallel`, which runs on ONE thread unless this code is compiled with
+        # -fopenmp. Not linked with -lgomp: the GOMP_* symbols resolve at load time to the
+        # libgomp torch has already loaded globally, so ops share torch's thread pool and
+        # torch.set_num_threads.
+        cxx.append("-fopenmp")
     if not want_cuda():
         return CppExtension("posefast._C", sources, extra_compile_args={"cxx": cxx})
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
