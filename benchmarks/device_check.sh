@@ -3,7 +3,8 @@
 #
 #   bash benchmarks/device_check.sh            # from the repository root, on the GPU machine
 #
-# Everything lands under $OUT (default ./device_out):
+# Everything lands under $OUT (default ./device_out), packed at the end into
+# device_check_results.tar.gz beside device_check.log (the device tool returns at most 8 files):
 #   device_check.log          this script's whole output, with the time of each stage
 #   env.txt                   nvidia-smi, python/torch/nvcc versions
 #   build.log                 the extension build (TORCH_CUDA_ARCH_LIST=9.0, FORCE_CUDA=1)
@@ -42,24 +43,9 @@ stage "environment"
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
-if [ "$DEVICE" = "cuda" ]; then
-  if [ -z "${CUDA_HOME:-}" ]; then
-    if command -v nvcc >/dev/null; then CUDA_HOME="$(dirname "$(dirname "$(command -v nvcc)")")"; else CUDA_HOME=/usr/local/cuda; fi
-  fi
-  export CUDA_HOME FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
-fi
-export MAX_JOBS="${MAX_JOBS:-16}"
-
 if [ "${SKIP_BUILD:-0}" != "1" ]; then
-  stage "build (CUDA_HOME=${CUDA_HOME:-none} TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-none} MAX_JOBS=$MAX_JOBS)"
-  # a copied tree may carry another Python's build; build in place for this one
-  rm -f posefast/_C.*.so
-  if ! timeout 480 "$PY" setup.py build_ext --inplace > "$OUT/build.log" 2>&1; then
-    echo "BUILD FAILED (tail of build.log):"
-    tail -60 "$OUT/build.log"
-    exit 1
-  fi
-  tail -3 "$OUT/build.log"
+  stage "build"
+  OUT="$OUT" PYTHON="$PY" DEVICE="$DEVICE" bash benchmarks/device_build.sh || exit 1
 fi
 
 stage "import check"
@@ -116,5 +102,8 @@ echo "data/train benchmark exit code: $rc"
 [ $rc -ne 0 ] && status=1
 
 stage "done (status $status); results in $OUT"
+# the device tool brings back at most 8 files: everything but this log goes into one tarball
+(cd "$OUT" && tar -czf device_check_results.tar.gz --exclude=device_check.log --exclude=device_check_results.tar.gz . \
+  && find . -maxdepth 1 -type f ! -name device_check.log ! -name device_check_results.tar.gz -delete)
 ls -la "$OUT"
 exit $status
