@@ -34,13 +34,7 @@ fi
 
 if [ "${SKIP_BUILD:-0}" != "1" ]; then
   stage "build"
-  if [ "$DEVICE" = "cuda" ]; then
-    export FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
-    export CUDA_HOME="${CUDA_HOME:-$(dirname "$(dirname "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")")}"
-  fi
-  rm -f posefast/_C.*.so
-  MAX_JOBS="${MAX_JOBS:-16}" timeout 480 "$PY" setup.py build_ext --inplace > "$OUT/build.log" 2>&1 \
-    || { echo "BUILD FAILED"; tail -40 "$OUT/build.log"; exit 1; }
+  OUT="$OUT" PYTHON="$PY" DEVICE="$DEVICE" bash benchmarks/device_build.sh || exit 1
 fi
 
 stage "runs: $STAGES (EXTRA=$EXTRA, data $DATA)"

@@ -1,22 +1,15 @@
 """benchmarks/run.py end to end at toy sizes on the CPU (seconds): every kind of row it
 writes, including the fused pose-loss table, lands in the JSON with sane values."""
 import json
-import os
-import sys
 
 import pytest
 
-BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+from repo_scripts import import_script
 
 
 @pytest.fixture(scope="module")
 def bench_run():
-    sys.path.insert(0, BENCH)
-    try:
-        import run
-        yield run
-    finally:
-        sys.path.remove(BENCH)
+    return import_script("benchmarks", "run")
 
 
 def test_run_writes_every_row(bench_run, tmp_path, capsys):

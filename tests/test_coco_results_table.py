@@ -1,23 +1,16 @@
 """scripts/coco_results_table.py turns real run folders (a trained, evaluated checkpoint)
 into the tables of docs/RESULTS_COCO.md."""
 import json
-import os
 import shutil
-import sys
 
 import pytest
 
-SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
+from repo_scripts import import_script
 
 
 @pytest.fixture(scope="module")
 def table_module():
-    sys.path.insert(0, SCRIPTS)
-    try:
-        import coco_results_table
-        yield coco_results_table
-    finally:
-        sys.path.remove(SCRIPTS)
+    return import_script("scripts", "coco_results_table")
 
 
 def test_tables_from_evaluated_runs(tiny_run, tmp_path, table_module):

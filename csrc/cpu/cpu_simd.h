@@ -160,12 +160,11 @@ PF_VINLINE float hmax(vf v) {
 
 PF_VINLINE vf vmax(vf a, vf b) { return a > b ? a : b; }
 
-// exp_poly of pose_math.h, lane-wise; same constants, same steps.
-PF_VINLINE vf exp_poly(vf x) {
-  x = x < kExpLo ? splat(kExpLo) : x;
-  x = x > kExpHi ? splat(kExpHi) : x;
+// exp_poly of pose_math.h, lane-wise; same constants, same steps. The shared part: range
+// reduction and polynomial, e = exp(r) with x = n ln2 + r (2^n still to be applied).
+PF_VINLINE vf exp_poly_reduced(vf x, vi& n) {
   const vf t = x * kExpLog2e + kExpRoundMagic;
-  const vi n = (vi)t - pf_float_bits(kExpRoundMagic);  // (vi)t: the bits, as a C cast of vectors is
+  n = (vi)t - pf_float_bits(kExpRoundMagic);  // (vi)t: the bits, as a C cast of vectors is
   const vf nf = t - kExpRoundMagic;
   const vf r = (x - nf * kExpLn2Hi) - nf * kExpLn2Lo;
   vf p = kExpP0 * r + kExpP1;
@@ -173,7 +172,14 @@ PF_VINLINE vf exp_poly(vf x) {
   p = p * r + kExpP3;
   p = p * r + kExpP4;
   p = p * r + kExpP5;
-  const vf e = p * (r * r) + r + 1.0f;
+  return p * (r * r) + r + 1.0f;
+}
+
+PF_VINLINE vf exp_poly(vf x) {
+  x = x < kExpLo ? splat(kExpLo) : x;
+  x = x > kExpHi ? splat(kExpHi) : x;
+  vi n;
+  const vf e = exp_poly_reduced(x, n);
   const vi h = n >> 1;
   const vu b1 = (vu)(h + 127) << 23;
   const vu b2 = (vu)(n - h + 127) << 23;
@@ -182,16 +188,8 @@ PF_VINLINE vf exp_poly(vf x) {
 
 // exp_poly's steps for x already in [-87, 88] (2^n is then a normal float built in one step).
 PF_VINLINE vf exp_poly_clamped(vf x) {
-  const vf t = x * kExpLog2e + kExpRoundMagic;
-  const vi n = (vi)t - pf_float_bits(kExpRoundMagic);
-  const vf nf = t - kExpRoundMagic;
-  const vf r = (x - nf * kExpLn2Hi) - nf * kExpLn2Lo;
-  vf p = kExpP0 * r + kExpP1;
-  p = p * r + kExpP2;
-  p = p * r + kExpP3;
-  p = p * r + kExpP4;
-  p = p * r + kExpP5;
-  const vf e = p * (r * r) + r + 1.0f;
+  vi n;
+  const vf e = exp_poly_reduced(x, n);
   return e * (vf)((vu)(n + 127) << 23);
 }
 

@@ -95,41 +95,49 @@ inline float pixel_grad_fast(float z, float t, float beta, float lse, float dx, 
 // Elementwise row loops of the float path, compiled for AVX-512, AVX2 and baseline x86-64
 // (cpu_simd.h's PF_CPU_CLONES, picked at load time); GCC vectorises them at each width.
 // (external linkage: target_clones makes one ifunc per function)
+namespace {
+
+template <int KIND>
+PF_VINLINE void fwd_row(const float* z, const float* colf, float rowf, int64_t W, float beta,
+                        float rm, const float* jf, float* h, float* e, float* ej) {
+#pragma GCC ivdep
+  for (int64_t j = 0; j < W; ++j) {
+    const float ex = poly_exp(beta * z[j] - rm);
+    h[j] = pixel_loss_fast<KIND>(z[j], rowf * colf[j]);
+    e[j] = ex;
+    ej[j] = ex * jf[j];
+  }
+}
+
+template <int KIND>
+PF_VINLINE void bwd_row(const float* z, const float* colf, float rowf, int64_t W, float beta,
+                        float lse, float px, float dy, const PoseLossMapGrad<float>& g,
+                        const float* jf, float* o) {
+#pragma GCC ivdep
+  for (int64_t j = 0; j < W; ++j)
+    o[j] = pixel_grad_fast<KIND>(z[j], rowf * colf[j], beta, lse, jf[j] - px, dy, g);
+}
+
+}  // namespace
+
+// (the loss kind is a template argument inside each loop, so each loop is vectorised for it)
 PF_CPU_CLONES void posefast_pose_loss_fwd_row_f32(const float* z, const float* colf, float rowf,
                                                   int64_t W, float beta, float rm, int kind,
                                                   const float* jf, float* h, float* e, float* ej) {
-  if (kind == kHeatmapLossMSE) {
-#pragma GCC ivdep
-    for (int64_t j = 0; j < W; ++j) {
-      const float ex = poly_exp(beta * z[j] - rm);
-      h[j] = pixel_loss_fast<kHeatmapLossMSE>(z[j], rowf * colf[j]);
-      e[j] = ex;
-      ej[j] = ex * jf[j];
-    }
-  } else {
-#pragma GCC ivdep
-    for (int64_t j = 0; j < W; ++j) {
-      const float ex = poly_exp(beta * z[j] - rm);
-      h[j] = pixel_loss_fast<kHeatmapLossBCE>(z[j], rowf * colf[j]);
-      e[j] = ex;
-      ej[j] = ex * jf[j];
-    }
-  }
+  if (kind == kHeatmapLossMSE)
+    fwd_row<kHeatmapLossMSE>(z, colf, rowf, W, beta, rm, jf, h, e, ej);
+  else
+    fwd_row<kHeatmapLossBCE>(z, colf, rowf, W, beta, rm, jf, h, e, ej);
 }
 
 PF_CPU_CLONES void posefast_pose_loss_bwd_row_f32(const float* z, const float* colf, float rowf,
                                                   int64_t W, float beta, float lse, float px,
                                                   float dy, const PoseLossMapGrad<float>& g,
                                                   int kind, const float* jf, float* o) {
-  if (kind == kHeatmapLossMSE) {
-#pragma GCC ivdep
-    for (int64_t j = 0; j < W; ++j)
-      o[j] = pixel_grad_fast<kHeatmapLossMSE>(z[j], rowf * colf[j], beta, lse, jf[j] - px, dy, g);
-  } else {
-#pragma GCC ivdep
-    for (int64_t j = 0; j < W; ++j)
-      o[j] = pixel_grad_fast<kHeatmapLossBCE>(z[j], rowf * colf[j], beta, lse, jf[j] - px, dy, g);
-  }
+  if (kind == kHeatmapLossMSE)
+    bwd_row<kHeatmapLossMSE>(z, colf, rowf, W, beta, lse, px, dy, g, jf, o);
+  else
+    bwd_row<kHeatmapLossBCE>(z, colf, rowf, W, beta, lse, px, dy, g, jf, o);
 }
 
 namespace {

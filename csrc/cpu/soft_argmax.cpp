@@ -176,42 +176,17 @@ PF_CPU_CLONES void posefast_soft_argmax_grad_map_bf16(const uint16_t* src, uint1
     grad_map<false>(src, dst, H, W, beta, x, y, gx, gy, lse);
 }
 
-// bfloat16 maps <-> float buffers (c10::BFloat16's conversions, 16 values per step).
-PF_CPU_CLONES void posefast_bf16_to_f32(const uint16_t* src, float* dst, int64_t n) {
-  int64_t k = 0;
-#if PF_HAVE_VEC
-  for (; k + simd::kLanes <= n; k += simd::kLanes) simd::store(dst + k, simd::widen_bf16(src + k));
-#endif
-  for (; k < n; ++k) dst[k] = static_cast<float>(c10::BFloat16(src[k], c10::BFloat16::from_bits()));
-}
-
-PF_CPU_CLONES void posefast_f32_to_bf16(const float* src, uint16_t* dst, int64_t n) {
-  int64_t k = 0;
-#if PF_HAVE_VEC
-  for (; k + simd::kLanes <= n; k += simd::kLanes) simd::narrow_bf16(dst + k, simd::load(src + k));
-#endif
-  for (; k < n; ++k) dst[k] = c10::BFloat16(src[k]).x;
-}
-
 namespace {
 
-// A reduced-precision map widened to float / a float map narrowed back.
+// A float16 map widened to float / a float map narrowed back (bfloat16 maps are read directly).
 template <typename scalar_t>
 void widen(const scalar_t* src, float* dst, int64_t n) {
-  if constexpr (std::is_same_v<scalar_t, c10::BFloat16>) {
-    posefast_bf16_to_f32(reinterpret_cast<const uint16_t*>(src), dst, n);
-  } else {
-    for (int64_t e = 0; e < n; ++e) dst[e] = static_cast<float>(src[e]);
-  }
+  for (int64_t e = 0; e < n; ++e) dst[e] = static_cast<float>(src[e]);
 }
 
 template <typename scalar_t>
 void narrow(const float* src, scalar_t* dst, int64_t n) {
-  if constexpr (std::is_same_v<scalar_t, c10::BFloat16>) {
-    posefast_f32_to_bf16(src, reinterpret_cast<uint16_t*>(dst), n);
-  } else {
-    for (int64_t e = 0; e < n; ++e) dst[e] = static_cast<scalar_t>(src[e]);
-  }
+  for (int64_t e = 0; e < n; ++e) dst[e] = static_cast<scalar_t>(src[e]);
 }
 
 int64_t grain_for(int64_t hw) { return std::max<int64_t>(1, 16384 / hw); }
@@ -254,7 +229,7 @@ bool simd_forward_map(const scalar_t* map, int64_t H, int64_t W, acc_t beta,
     bool ok;
     if constexpr (std::is_same_v<scalar_t, float>) {
       ok = posefast_soft_argmax_map_f32(map, H, W, beta, out);
-    } else if constexpr (std::is_same_v<scalar_t, c10::BFloat16> && PF_HAVE_VEC) {
+    } else if constexpr (std::is_same_v<scalar_t, c10::BFloat16>) {
       ok = posefast_soft_argmax_map_bf16(reinterpret_cast<const uint16_t*>(map), H, W, beta, out);
     } else {
       widened.resize(H * W);
@@ -277,7 +252,7 @@ bool simd_backward_map(const scalar_t* map, scalar_t* grad, int64_t H, int64_t W
   if constexpr (std::is_same_v<scalar_t, float>) {
     posefast_soft_argmax_grad_map_f32(map, grad, H, W, beta, x, y, gx, gy, lse);
     return true;
-  } else if constexpr (std::is_same_v<scalar_t, c10::BFloat16> && PF_HAVE_VEC) {
+  } else if constexpr (std::is_same_v<scalar_t, c10::BFloat16>) {
     posefast_soft_argmax_grad_map_bf16(reinterpret_cast<const uint16_t*>(map),
                                        reinterpret_cast<uint16_t*>(grad), H, W, beta, x, y, gx, gy,
                                        lse);
