@@ -72,6 +72,44 @@ def test_non_finite_logits(device):
     assert torch.isnan(out[0, 2]).all()
 
 
+def grad_formula(h, coords, lse, grad_coords, beta):
+    """dL/dh = beta * exp(beta h - lse) * ((j - x) gx + (i - y) gy), in float64."""
+    h, coords, lse, g = (t.double().cpu() for t in (h, coords, lse, grad_coords))
+    jj = torch.arange(h.shape[3], dtype=torch.float64)
+    ii = torch.arange(h.shape[2], dtype=torch.float64)[:, None]
+    x, y = coords[..., 0, None, None], coords[..., 1, None, None]
+    p = torch.exp(beta * h - lse[..., None, None])
+    return beta * p * ((jj - x) * g[..., 0, None, None] + (ii - y) * g[..., 1, None, None])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_backward_exponent_range(device, dtype):
+    """The CPU backward's fast exponential (exp2_fast, valid for finite exponents <= 127 in
+    log2 units) must hand every other map to the exact path: -inf pixels get exactly 0,
+    an exponent near the float32 limit (beta h - lse = 88.5 > 127 ln 2) stays finite and
+    right, and maps far below their log-sum-exp give ~0."""
+    h = random_logits((2, 17, 64, 48), torch.float32, device, seed=21)
+    h[0, 3, 10, 7] = float("-inf")
+    h[1, 5] -= 200.0  # every pixel ~ e^-200 relative to the log-sum-exp given below
+    h = h.to(dtype)
+    coords, lse = torch.ops.posefast.soft_argmax_forward(h, 1.0)
+    lse = lse.clone()
+    lse[0, 4] = h[0, 4].float().max() - 88.5  # the raw op accepts any log-sum-exp
+    lse[1, 5] = lse[1, 5] + 200.0
+    g = torch.randn(2, 17, 2, generator=torch.Generator().manual_seed(3)).to(device)
+    g[0, 4] *= 1e-4  # keeps beta p ((j - x) gx + (i - y) gy) below FLT_MAX where p ~ e^88.5
+    grad = torch.ops.posefast.soft_argmax_backward(g, h, coords, lse, 1.0)
+    ref = grad_formula(h, coords, lse, g, 1.0)
+    assert grad[0, 3, 10, 7].item() == 0.0
+    assert torch.isfinite(grad[0, 4]).all()
+    rtol = 1e-5 if dtype == torch.float32 else 1e-2
+    for b, k in [(0, 3), (0, 4), (1, 6)]:
+        scale = ref[b, k].abs().max().item()
+        torch.testing.assert_close(grad[b, k].double().cpu(), ref[b, k], atol=rtol * scale, rtol=0)
+    assert grad[1, 5].abs().max().item() < 1e-30  # weights below 2^-125 are taken as 2^-125
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_non_contiguous_and_channels_last(device):
     base = random_logits((2, 17, 12, 10), torch.float32, device, seed=21)

@@ -1,8 +1,9 @@
 // CPU-only SIMD helpers for the posefast kernels: a 16-float vector type (GCC/Clang vector
 // extensions, lowered to SSE2, AVX2 or AVX-512 by whichever target the function is compiled
-// for), the vector form of pose_math.h's exp_poly, and PF_CPU_CLONES, which compiles a hot
-// function for AVX-512, AVX2 and the baseline x86-64 and picks one at load time (GCC
-// target_clones / ifunc), so the wheel still runs on any x86-64 CPU.
+// for), the vector forms of pose_math.h's exp_poly and exp2_fast, and PF_CPU_CLONES, which
+// compiles a hot function for x86-64-v4 (AVX-512 F/BW/DQ/VL), AVX2 and the baseline x86-64
+// and picks one at load time (GCC target_clones / ifunc), so the wheel still runs on any
+// x86-64 CPU.
 #pragma once
 
 #include <cstdint>
@@ -16,7 +17,7 @@
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && defined(__linux__) && \
     !defined(POSEFAST_NO_CPU_CLONES)
-#define PF_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define PF_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define PF_CPU_CLONES
 #endif
@@ -103,10 +104,17 @@ PF_VINLINE void store_tail(float* p, int64_t n, vf v) {
 // 0x7FC0, exactly as c10::BFloat16's conversion.
 typedef uint16_t vh __attribute__((vector_size(32)));
 
+typedef uint16_t vh2 __attribute__((vector_size(64)));
+
 PF_VINLINE vf widen_bf16(const uint16_t* p) {
   vh h;
   std::memcpy(&h, p, sizeof(h));
-  return (vf)(__builtin_convertvector(h, vu) << 16);
+  // each bfloat16 becomes the high half of a float (little-endian: odd 16-bit lanes), zeros
+  // below it: one permute, where a zero-extend and shift lowers to five instructions
+  const vh z{};
+  const vh2 w = __builtin_shufflevector(z, h, 0, 16, 0, 17, 0, 18, 0, 19, 0, 20, 0, 21, 0, 22, 0, 23,
+                                        0, 24, 0, 25, 0, 26, 0, 27, 0, 28, 0, 29, 0, 30, 0, 31);
+  return (vf)w;
 }
 
 PF_VINLINE void narrow_bf16(uint16_t* p, vf v) {
@@ -160,11 +168,12 @@ PF_VINLINE float hmax(vf v) {
 
 PF_VINLINE vf vmax(vf a, vf b) { return a > b ? a : b; }
 
-// exp_poly of pose_math.h, lane-wise; same constants, same steps. The shared part: range
-// reduction and polynomial, e = exp(r) with x = n ln2 + r (2^n still to be applied).
-PF_VINLINE vf exp_poly_reduced(vf x, vi& n) {
+// exp_poly of pose_math.h, lane-wise; same constants, same steps.
+PF_VINLINE vf exp_poly(vf x) {
+  x = x < kExpLo ? splat(kExpLo) : x;
+  x = x > kExpHi ? splat(kExpHi) : x;
   const vf t = x * kExpLog2e + kExpRoundMagic;
-  n = (vi)t - pf_float_bits(kExpRoundMagic);  // (vi)t: the bits, as a C cast of vectors is
+  const vi n = (vi)t - pf_float_bits(kExpRoundMagic);  // (vi)t: the bits, as a C cast of vectors is
   const vf nf = t - kExpRoundMagic;
   const vf r = (x - nf * kExpLn2Hi) - nf * kExpLn2Lo;
   vf p = kExpP0 * r + kExpP1;
@@ -172,34 +181,25 @@ PF_VINLINE vf exp_poly_reduced(vf x, vi& n) {
   p = p * r + kExpP3;
   p = p * r + kExpP4;
   p = p * r + kExpP5;
-  return p * (r * r) + r + 1.0f;
-}
-
-PF_VINLINE vf exp_poly(vf x) {
-  x = x < kExpLo ? splat(kExpLo) : x;
-  x = x > kExpHi ? splat(kExpHi) : x;
-  vi n;
-  const vf e = exp_poly_reduced(x, n);
+  const vf e = p * (r * r) + r + 1.0f;
   const vi h = n >> 1;
   const vu b1 = (vu)(h + 127) << 23;
   const vu b2 = (vu)(n - h + 127) << 23;
   return e * (vf)b1 * (vf)b2;
 }
 
-// exp_poly's steps for x already in [-87, 88] (2^n is then a normal float built in one step).
-PF_VINLINE vf exp_poly_clamped(vf x) {
-  vi n;
-  const vf e = exp_poly_reduced(x, n);
-  return e * (vf)((vu)(n + 127) << 23);
+// exp2_fast of pose_math.h, lane-wise: same constants, same steps.
+PF_VINLINE vf exp2_fast(vf a) {
+  a = vmax(a, splat(kExp2Lo));
+  const vf t = a + kExpRoundMagic;
+  const vf r = a - (t - kExpRoundMagic);
+  vf p = kExp2C5 * r + kExp2C4;
+  p = p * r + kExp2C3;
+  p = p * r + kExp2C2;
+  p = p * r + kExp2C1;
+  p = p * r + kExp2C0;
+  return (vf)((vu)p + ((vu)t << 23));
 }
-
-// exp_poly for x that is not NaN and <= 88, as in the soft-argmax kernels: the forward's
-// x = beta h - max <= 0 once every beta h is known finite, the backward's beta h - lse after
-// the same check (kernels that cannot rule out other inputs redo the map with exp_poly).
-// Inputs below -87 are taken as -87: a weight of e^-87 ~ 1.6e-38 where the exact one is
-// smaller still, invisible next to the maximum's weight 1. Same polynomial, same accuracy
-// above -87, about a quarter fewer instructions than exp_poly (both passes are bound by it).
-PF_VINLINE vf exp_poly_finite(vf x) { return exp_poly_clamped(vmax(x, splat(-87.0f))); }
 #endif
 
 }  // namespace simd

@@ -29,27 +29,29 @@ namespace posefast {
 
 // Soft-argmax of one float or bfloat16 (uint16_t bits) map, read as float: out = (x, y,
 // logsumexp). Returns false, writing nothing, when some beta * h is not finite.
+// Works in log2 units: u = h * beta log2 e, m2 = max u, weights 2^(u - m2) (exp2_fast).
 template <typename In>
 PF_VINLINE bool soft_argmax_map(const In* src, int64_t H, int64_t W, float beta, float* out) {
   using simd::to_float;
   const int64_t n = H * W;
-  float m = neg_inf<float>(), bad = 0.f;
+  const float bl = beta * kLog2e;
+  float m2 = neg_inf<float>(), bad = 0.f;
   int64_t k = 0;
 #if PF_HAVE_VEC
   using namespace simd;
   vf vm = splat(neg_inf<float>()), vbad = splat(0.f);
   for (; k + kLanes <= n; k += kLanes) {
-    const vf v = loadf(src + k) * beta;
-    vm = vmax(vm, v);
-    vbad += v * 0.f;  // NaN for a NaN or infinite v
+    const vf u = loadf(src + k) * bl;
+    vm = vmax(vm, u);
+    vbad += u * 0.f;  // NaN for a NaN or infinite u
   }
-  m = hmax(vm);
+  m2 = hmax(vm);
   bad = hsum(vbad);
 #endif
   for (; k < n; ++k) {
-    const float v = to_float(src[k]) * beta;
-    m = v > m ? v : m;
-    bad += v * 0.f;
+    const float u = to_float(src[k]) * bl;
+    m2 = u > m2 ? u : m2;
+    bad += u * 0.f;
   }
   if (!(bad == 0.f)) return false;
 
@@ -63,13 +65,13 @@ PF_VINLINE bool soft_argmax_map(const In* src, int64_t H, int64_t W, float beta,
 #if PF_HAVE_VEC
     vf rs = splat(0.f), jv = iota();
     for (; j + kLanes <= W; j += kLanes) {
-      const vf e = simd::exp_poly_finite(loadf(row + j) * beta - m);
+      const vf e = simd::exp2_fast(loadf(row + j) * bl - m2);
       rs += e;
       vsx += e * jv;
       jv += float(kLanes);
     }
     if (j < W) {  // the row's tail as one vector; the padding lanes get weight 0
-      const vf e0 = simd::exp_poly_finite(loadf_tail(row + j, W - j, 0.f) * beta - m);
+      const vf e0 = simd::exp2_fast(loadf_tail(row + j, W - j, 0.f) * bl - m2);
       const vf e = iota() < float(W - j) ? e0 : splat(0.f);
       rs += e;
       vsx += e * jv;
@@ -80,7 +82,7 @@ PF_VINLINE bool soft_argmax_map(const In* src, int64_t H, int64_t W, float beta,
 #endif
     float trs = 0.f;
     for (; j < W; ++j) {
-      const float e = exp_poly(to_float(row[j]) * beta - m);
+      const float e = exp2_fast(to_float(row[j]) * bl - m2);
       trs += e;
       sx += e * float(j);
     }
@@ -94,7 +96,7 @@ PF_VINLINE bool soft_argmax_map(const In* src, int64_t H, int64_t W, float beta,
 #endif
   out[0] = sx / s;
   out[1] = sy / s;
-  out[2] = m + pf_log(s);
+  out[2] = kLn2 * m2 + pf_log(s);
   return true;
 }
 
@@ -108,27 +110,16 @@ PF_CPU_CLONES bool posefast_soft_argmax_map_bf16(const uint16_t* src, int64_t H,
   return soft_argmax_map(src, H, W, beta, out);
 }
 
-#if PF_HAVE_VEC
-// p = exp(beta h - lse) for the backward pass (always inlined: no vector crosses a call).
-template <bool Fast>
-PF_VINLINE simd::vf grad_exp(simd::vf v, float beta, float lse, simd::vf& bad, simd::vf& top) {
-  const simd::vf a = v * beta - lse;
-  if constexpr (Fast) {
-    bad += v * 0.f;  // NaN once some h is not finite
-    top = simd::vmax(top, a);
-    return simd::exp_poly_finite(a);
-  } else {
-    return simd::exp_poly(a);
-  }
-}
-#endif
-
-// dL/dh of one float map: beta * exp(beta h - lse) * ((j - x) gx + (i - y) gy).
-// Fast = true uses exp_poly_finite and returns false if that was not valid for this map
-// (a non-finite beta h, or beta h - lse > 88: the caller then redoes it with Fast = false).
+// dL/dh of one float or bfloat16 map: beta * exp(beta h - lse) * ((j - x) gx + (i - y) gy).
+// Fast = true works in log2 units with exp2_fast, beta folded into the per-row constants:
+// 2^(h bl - lse2) * (j cgx + c_i); it returns false if exp2_fast was not valid for this map
+// (a non-finite beta h, or an exponent above 127: the caller then redoes the map with
+// Fast = false, exp_poly in natural units, which gives NaN / inf / 0 exactly).
 template <bool Fast, typename In>
 PF_VINLINE bool grad_map(const In* src, In* dst, int64_t H, int64_t W, float beta, float x,
                          float y, float gx, float gy, float lse) {
+  using simd::to_float;
+  const float bl = beta * kLog2e, lse2 = lse * kLog2e, cgx = beta * gx;
 #if PF_HAVE_VEC
   using namespace simd;
   vf bad = splat(0.f), top = splat(neg_inf<float>());
@@ -137,26 +128,54 @@ PF_VINLINE bool grad_map(const In* src, In* dst, int64_t H, int64_t W, float bet
     const In* in = src + i * W;
     In* out = dst + i * W;
     const float dyg = (float(i) - y) * gy;
+    const float crow = beta * (dyg - x * gx);
     int64_t j = 0;
 #if PF_HAVE_VEC
     vf jv = iota();
     for (; j + kLanes <= W; j += kLanes) {
-      const vf p = grad_exp<Fast>(loadf(in + j), beta, lse, bad, top);
-      storef(out + j, beta * p * ((jv - x) * gx + dyg));
+      const vf v = loadf(in + j);
+      vf g;
+      if constexpr (Fast) {
+        const vf a = v * bl - lse2;
+        bad += a * 0.f;  // NaN once some h is not finite
+        top = vmax(top, a);
+        g = exp2_fast(a) * (jv * cgx + crow);
+      } else {
+        g = beta * exp_poly(v * beta - lse) * ((jv - x) * gx + dyg);
+      }
+      storef(out + j, g);
       jv += float(kLanes);
     }
-    if (j < W) {
-      const vf p = grad_exp<Fast>(loadf_tail(in + j, W - j, 0.f), beta, lse, bad, top);
-      storef_tail(out + j, W - j, beta * p * ((jv - x) * gx + dyg));
+    if (j < W) {  // the row's tail as one vector; only its W - j lanes are stored
+      const vf v = loadf_tail(in + j, W - j, 0.f);
+      vf g;
+      if constexpr (Fast) {
+        const vf a = v * bl - lse2;
+        bad += a * 0.f;
+        top = vmax(top, a);
+        g = exp2_fast(a) * (jv * cgx + crow);
+      } else {
+        g = beta * exp_poly(v * beta - lse) * ((jv - x) * gx + dyg);
+      }
+      storef_tail(out + j, W - j, g);
       j = W;
     }
 #endif
-    for (; j < W; ++j)
-      simd::store_scalar(out + j, beta * exp_poly(simd::to_float(in[j]) * beta - lse) *
-                                      ((float(j) - x) * gx + dyg));
+    for (; j < W; ++j) {
+      const float v = to_float(in[j]);
+      float g;
+      if constexpr (Fast) {
+        const float a = v * bl - lse2;
+        if (!(a * 0.f == 0.f && a <= 127.0f)) return false;  // not finite, or too large
+        g = exp2_fast(a) * (float(j) * cgx + crow);
+      } else {
+        g = beta * exp_poly(v * beta - lse) * ((float(j) - x) * gx + dyg);
+      }
+      simd::store_scalar(out + j, g);
+    }
   }
 #if PF_HAVE_VEC
-  if constexpr (Fast) return hsum(bad) == 0.f && hmax(top) <= 88.0f;
+  if constexpr (Fast) return hsum(bad) == 0.f && hmax(top) <= 127.0f;
 #endif
   return true;
 }
