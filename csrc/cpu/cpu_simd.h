@@ -17,7 +17,11 @@
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && defined(__linux__) && \
     !defined(POSEFAST_NO_CPU_CLONES)
+#if defined(__clang__) || __GNUC__ < 12  // x86-64-v4 as a clone target: GCC 12 and later
+#define PF_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
 #define PF_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#endif
 #else
 #define PF_CPU_CLONES
 #endif
@@ -111,10 +115,14 @@ PF_VINLINE vf widen_bf16(const uint16_t* p) {
   std::memcpy(&h, p, sizeof(h));
   // each bfloat16 becomes the high half of a float (little-endian: odd 16-bit lanes), zeros
   // below it: one permute, where a zero-extend and shift lowers to five instructions
+#if defined(__clang__) || __GNUC__ >= 12
   const vh z{};
   const vh2 w = __builtin_shufflevector(z, h, 0, 16, 0, 17, 0, 18, 0, 19, 0, 20, 0, 21, 0, 22, 0, 23,
                                         0, 24, 0, 25, 0, 26, 0, 27, 0, 28, 0, 29, 0, 30, 0, 31);
   return (vf)w;
+#else
+  return (vf)(__builtin_convertvector(h, vu) << 16);
+#endif
 }
 
 PF_VINLINE void narrow_bf16(uint16_t* p, vf v) {
