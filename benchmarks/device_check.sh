@@ -3,23 +3,25 @@
 #
 #   bash benchmarks/device_check.sh            # from the repository root, on the GPU machine
 #
-# Everything lands under $OUT (default ./device_out), packed at the end into
-# device_check_results.tar.gz beside device_check.log (the device tool returns at most 8 files):
-#   device_check.log          this script's whole output, with the time of each stage
+# Sized for one device call (the tool's limit is 600 s): every stage's time limit is cut to
+# what is left before DEADLINE_S (default 570 s after the start), most important first.
+# $OUT (default ./device_out) holds two files at every moment (benchmarks/device_pack.sh):
+# device_check.log (this script's whole output, with the time of each stage) and
+# device_check_results.tar.gz, rewritten every 20 s and at exit, so a run cut short still
+# brings back what it measured. In the tarball:
 #   env.txt                   nvidia-smi, python/torch/nvcc versions
 #   build.log                 the extension build (TORCH_CUDA_ARCH_LIST=9.0, FORCE_CUDA=1)
 #   pytest_cuda.log/.xml      the ops tests with the cuda param (pytest -m cuda)
 #   bench_cuda_nocompile.*    every op/size/dtype: eager reference vs posefast, and the fused
-#                             pose loss vs the unfused ops vs eager (B=128; fast, ~1-2 min)
-#   bench_cuda.*              float32 op rows with the torch.compile reference too
+#                             pose loss vs the unfused ops vs eager (B=128; ~1-2 min)
 #   bench_data_train.*        PoseLoader samples/s (256x192, from the crop cache) and training
 #                             images/s, end to end vs model-only (benchmarks/run.py --data --train)
-# Each stage has its own time limit so a 15-minute device budget always gets the earlier
-# results back; the benchmark writes its JSON after every row.
+#   bench_cuda.*              float32 op rows with the torch.compile reference too (last: the
+#                             compiles are slow; the JSON is written after every row)
 #
 # Knobs: PYTHON (default python3), MAX_JOBS (16), SKIP_BUILD=1 (reuse an in-place build),
-# DEVICE=cpu (dry run of the same logic on a machine without a GPU: CPU build, quick CPU
-# benchmark; the cuda tests are then all skipped).
+# DEADLINE_S (570), DEVICE=cpu (dry run of the same logic on a machine without a GPU: CPU
+# build, quick CPU benchmark; the cuda tests are then all skipped).
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-./device_out}"
@@ -27,9 +29,12 @@ mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
 DEVICE="${DEVICE:-cuda}"
 exec > >(tee -a "$OUT/device_check.log") 2>&1
+# shellcheck source=benchmarks/device_pack.sh
+source benchmarks/device_pack.sh
+WORK=$(mktemp -d)
+start_packing "$WORK" "$OUT/device_check_results.tar.gz"
 
-T0=$(date +%s)
-stage() { echo; echo "=== [$(( $(date +%s) - T0 ))s] $*"; }
+stage() { echo; echo "=== [$(( $(date +%s) - PACK_T0 ))s, $(time_left)s left] $*"; }
 status=0
 
 stage "environment"
@@ -40,12 +45,12 @@ stage "environment"
   command -v nvcc >/dev/null && nvcc --version | tail -2
   lscpu 2>/dev/null | grep -E "Model name|^CPU\(s\)"
   git rev-parse HEAD 2>/dev/null && git status --short 2>/dev/null | head -20
-} > "$OUT/env.txt" 2>&1
-cat "$OUT/env.txt"
+} > "$WORK/env.txt" 2>&1
+cat "$WORK/env.txt"
 
 if [ "${SKIP_BUILD:-0}" != "1" ]; then
   stage "build"
-  OUT="$OUT" PYTHON="$PY" DEVICE="$DEVICE" bash benchmarks/device_build.sh || exit 1
+  OUT="$WORK" BUILD_TIMEOUT="$(stage_limit 300)" PYTHON="$PY" DEVICE="$DEVICE" bash benchmarks/device_build.sh || exit 1
 fi
 
 stage "import check"
@@ -64,10 +69,10 @@ then
 fi
 
 stage "CUDA op tests (pytest -m cuda tests/test_ops_*.py)"
-timeout 300 "$PY" -m pytest -q -m cuda tests/test_ops_*.py --junitxml="$OUT/pytest_cuda.xml" -p no:cacheprovider \
-  > "$OUT/pytest_cuda.log" 2>&1
+timeout "$(stage_limit 180)" "$PY" -m pytest -q -m cuda tests/test_ops_*.py --junitxml="$WORK/pytest_cuda.xml" \
+  -p no:cacheprovider > "$WORK/pytest_cuda.log" 2>&1
 rc=$?
-tail -25 "$OUT/pytest_cuda.log"
+tail -25 "$WORK/pytest_cuda.log"
 echo "pytest exit code: $rc"
 [ $rc -ne 0 ] && status=1
 
@@ -83,27 +88,23 @@ else
 fi
 
 stage "benchmark, eager vs posefast: benchmarks/run.py ${NOCOMPILE_ARGS[*]}"
-timeout 200 "$PY" benchmarks/run.py "${NOCOMPILE_ARGS[@]}" --json "$OUT/bench_cuda_nocompile.json" \
-  2>&1 | tee "$OUT/bench_cuda_nocompile.txt"
+timeout "$(stage_limit 150)" "$PY" benchmarks/run.py "${NOCOMPILE_ARGS[@]}" --json "$WORK/bench_cuda_nocompile.json" \
+  2>&1 | tee "$WORK/bench_cuda_nocompile.txt"
 rc=$?
 echo "benchmark exit code: $rc"
 [ $rc -ne 0 ] && status=1
 
-stage "benchmark with torch.compile: benchmarks/run.py ${COMPILE_ARGS[*]}"
-timeout 330 "$PY" benchmarks/run.py "${COMPILE_ARGS[@]}" --json "$OUT/bench_cuda.json" 2>&1 | tee "$OUT/bench_cuda.txt"
-rc=$?
-echo "benchmark exit code: $rc (124 = hit its time limit; rows so far are in bench_cuda.json)"
-[ $rc -ne 0 ] && status=1
-
 stage "data loader and training throughput: benchmarks/run.py ${DATA_ARGS[*]}"
-timeout 240 "$PY" benchmarks/run.py "${DATA_ARGS[@]}" --json "$OUT/bench_data_train.json" 2>&1 | tee "$OUT/bench_data_train.txt"
+timeout "$(stage_limit 120)" "$PY" benchmarks/run.py "${DATA_ARGS[@]}" --json "$WORK/bench_data_train.json" 2>&1 | tee "$WORK/bench_data_train.txt"
 rc=$?
 echo "data/train benchmark exit code: $rc"
 [ $rc -ne 0 ] && status=1
 
-stage "done (status $status); results in $OUT"
-# the device tool brings back at most 8 files: everything but this log goes into one tarball
-(cd "$OUT" && tar -czf device_check_results.tar.gz --exclude=device_check.log --exclude=device_check_results.tar.gz . \
-  && find . -maxdepth 1 -type f ! -name device_check.log ! -name device_check_results.tar.gz -delete)
-ls -la "$OUT"
+stage "benchmark with torch.compile: benchmarks/run.py ${COMPILE_ARGS[*]}"
+timeout "$(stage_limit 330)" "$PY" benchmarks/run.py "${COMPILE_ARGS[@]}" --json "$WORK/bench_cuda.json" 2>&1 | tee "$WORK/bench_cuda.txt"
+rc=$?
+echo "benchmark exit code: $rc (124 = hit its time limit; rows so far are in bench_cuda.json)"
+[ $rc -ne 0 ] && status=1
+
+stage "done (status $status); results in $OUT/device_check_results.tar.gz (packed at exit)"
 exit $status

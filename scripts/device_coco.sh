@@ -2,14 +2,20 @@
 # The COCO accuracy runs (docs/RESULTS_COCO.md) on the GPU machine, in one call:
 #   bash scripts/device_coco.sh          # from the repository root, on the GPU machine
 # Needs, carried into the repository (both ignored by git):
-#   .carry/coco_kpts_small/   cp -r ../shared/data/coco_kpts_small .carry/   (49 MB)
+#   .carry/coco_kpts_small/   cp -r ../shared/data/coco_kpts_small .carry/   (49 MB; a real
+#                             copy, not a link)
 #   .whl/                     a pycocotools wheel for the machine's Python (COCO AP), e.g.
 #     pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl pycocotools
-# It builds the extension in place unless SKIP_BUILD=1 (benchmarks/device_check.sh may have),
-# trains + evaluates the STAGES (default: "topdown image best ablations") with EXTRA appended to
-# every training command (default: the GPU schedule below; the configs are CPU-sized), and
-# leaves in $OUT: device_coco.log, tables.md and coco_runs.tar.gz (each run's metrics.jsonl,
-# eval.json, train/eval logs and pictures; no checkpoints).
+# It builds the extension in place unless SKIP_BUILD=1 (right after benchmarks/device_check.sh
+# on the same warm machine the build is still there), then trains + evaluates the RUNS in
+# order (default: "best topdown_unet topdown_simple image_unet image_simple ablations"; names
+# as scripts/coco_runs.sh takes them) with EXTRA appended to every training command (default:
+# the GPU schedule below; the configs are CPU-sized), while time is left before DEADLINE_S
+# (default 570 s after the start: one device call). A run that would start with under
+# MIN_RUN_S (120) seconds left is skipped, so time one run first (RUNS=best).
+# $OUT holds two files at every moment (benchmarks/device_pack.sh): device_coco.log and
+# coco_runs.tar.gz (every run's metrics.jsonl, eval.json, train/eval logs, pictures and
+# tables.md; no checkpoints), rewritten every 20 s and at exit.
 # DEVICE=cpu runs the same steps on a CPU (a dry run: pass a tiny EXTRA).
 set -u -o pipefail
 cd "$(dirname "$0")/.."
@@ -18,11 +24,14 @@ mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
 DEVICE="${DEVICE:-cuda}"
 DATA="${DATA_DIR:-.carry/coco_kpts_small}"
-STAGES="${STAGES:-topdown image best ablations}"
+RUNS="${RUNS:-best topdown_unet topdown_simple image_unet image_simple ablations}"
 export EXTRA="${EXTRA:---input_size 256,192 --batch_size 128 --lr 4e-3 --epochs 40 --device $DEVICE}"
 exec > >(tee -a "$OUT/device_coco.log") 2>&1
-T0=$(date +%s)
-stage() { echo; echo "=== [$(( $(date +%s) - T0 ))s] $*"; }
+# shellcheck source=benchmarks/device_pack.sh
+source benchmarks/device_pack.sh
+WORK=$(mktemp -d)
+start_packing "$WORK" "$OUT/coco_runs.tar.gz"
+stage() { echo; echo "=== [$(( $(date +%s) - PACK_T0 ))s, $(time_left)s left] $*"; }
 
 if ls .whl/*.whl >/dev/null 2>&1; then
   stage "install carried wheels"
@@ -34,14 +43,19 @@ fi
 
 if [ "${SKIP_BUILD:-0}" != "1" ]; then
   stage "build"
-  OUT="$OUT" PYTHON="$PY" DEVICE="$DEVICE" bash benchmarks/device_build.sh || exit 1
+  OUT="$WORK" BUILD_TIMEOUT="$(stage_limit 300)" PYTHON="$PY" DEVICE="$DEVICE" bash benchmarks/device_build.sh || exit 1
 fi
 
-stage "runs: $STAGES (EXTRA=$EXTRA, data $DATA)"
-# shellcheck disable=SC2086
-DATA_DIR="$DATA" PYTHON="$PY" bash scripts/coco_runs.sh "$OUT/runs" $STAGES
-status=$?
-cp "$OUT/runs/tables.md" "$OUT/tables.md" 2>/dev/null
-tar -czf "$OUT/coco_runs.tar.gz" -C "$OUT" --exclude='*.pt' --exclude='predictions.json' runs && rm -rf "$OUT/runs"
-stage "done (status $status)"
+status=0
+for run in $RUNS; do
+  if [ "$(time_left)" -lt "${MIN_RUN_S:-120}" ]; then
+    stage "skipped: $run (under ${MIN_RUN_S:-120} s left)"
+    continue
+  fi
+  stage "run: $run (EXTRA=$EXTRA, data $DATA)"
+  # coco_runs.sh trains, evaluates, then rewrites tables.md over every run in $WORK/runs
+  DATA_DIR="$DATA" PYTHON="$PY" timeout "$(stage_limit 100000)" bash scripts/coco_runs.sh "$WORK/runs" "$run" \
+    || { echo "run $run: exit code $? (124 = out of time)"; status=1; }
+done
+stage "done (status $status); results in $OUT/coco_runs.tar.gz (packed at exit)"
 exit $status
