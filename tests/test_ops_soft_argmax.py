@@ -111,6 +111,27 @@ def test_backward_exponent_range(device, dtype):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape", [(3, 5, 7, 33), (2, 3, 1, 17), (2, 2, 256, 192)])
+def test_backward_of_peaked_maps(device, shape):
+    """float32 maps so peaked (logits ~N(0, 100^2), beta 4) that the forward's x, y round to
+    the peak pixel exactly and the true gradient is ~0 everywhere: the backward must not
+    add noise larger than the gradient itself. A form such as j * gx - x * gx instead of
+    (j - x) * gx cancels at the peak (p ~ 1) and leaves errors ~1e4 times the true gradient.
+    (bfloat16 logits tie often at this scale, so x is not a pixel centre there.)"""
+    gen = torch.Generator().manual_seed(sum(shape))
+    h = (torch.randn(shape, generator=gen) * 100).to(device=device).requires_grad_()
+    out = soft_argmax(h, 4.0)
+    h_ref = h.detach().double().requires_grad_()
+    ref = kernels_py.soft_argmax(h_ref, 4.0)
+    g = torch.randn(out.shape, generator=gen, dtype=torch.float64)
+    out.backward(g.to(device=device, dtype=out.dtype))
+    ref.backward(g.to(device))
+    err = (h.grad.double() - h_ref.grad).abs().amax(dim=(2, 3))
+    scale = h_ref.grad.abs().amax(dim=(2, 3))
+    assert (err <= 2 * scale + 1e-30).all(), (err / scale).max().item()
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_non_contiguous_and_channels_last(device):
     base = random_logits((2, 17, 12, 10), torch.float32, device, seed=21)
     cl = base.to(memory_format=torch.channels_last)

@@ -112,14 +112,15 @@ PF_CPU_CLONES bool posefast_soft_argmax_map_bf16(const uint16_t* src, int64_t H,
 
 // dL/dh of one float or bfloat16 map: beta * exp(beta h - lse) * ((j - x) gx + (i - y) gy).
 // Fast = true works in log2 units with exp2_fast, beta folded into the per-row constants:
-// 2^(h bl - lse2) * (j cgx + c_i); it returns false if exp2_fast was not valid for this map
+// 2^(h bl - lse2) * ((j - x) bgx + bdy_i) (j - x first: near the expected location, where p
+// is largest, j gx - x gx would cancel); it returns false if exp2_fast was not valid for this map
 // (a non-finite beta h, or an exponent above 127: the caller then redoes the map with
 // Fast = false, exp_poly in natural units, which gives NaN / inf / 0 exactly).
 template <bool Fast, typename In>
 PF_VINLINE bool grad_map(const In* src, In* dst, int64_t H, int64_t W, float beta, float x,
                          float y, float gx, float gy, float lse) {
   using simd::to_float;
-  const float bl = beta * kLog2e, lse2 = lse * kLog2e, cgx = beta * gx;
+  const float bl = beta * kLog2e, lse2 = lse * kLog2e, bgx = beta * gx;
 #if PF_HAVE_VEC
   using namespace simd;
   vf bad = splat(0.f), top = splat(neg_inf<float>());
@@ -128,7 +129,7 @@ PF_VINLINE bool grad_map(const In* src, In* dst, int64_t H, int64_t W, float bet
     const In* in = src + i * W;
     In* out = dst + i * W;
     const float dyg = (float(i) - y) * gy;
-    const float crow = beta * (dyg - x * gx);
+    const float bdy = beta * dyg;
     int64_t j = 0;
 #if PF_HAVE_VEC
     vf jv = iota();
@@ -139,7 +140,7 @@ PF_VINLINE bool grad_map(const In* src, In* dst, int64_t H, int64_t W, float bet
         const vf a = v * bl - lse2;
         bad += a * 0.f;  // NaN once some h is not finite
         top = vmax(top, a);
-        g = exp2_fast(a) * (jv * cgx + crow);
+        g = exp2_fast(a) * ((jv - x) * bgx + bdy);
       } else {
         g = beta * exp_poly(v * beta - lse) * ((jv - x) * gx + dyg);
       }
@@ -153,7 +154,7 @@ PF_VINLINE bool grad_map(const In* src, In* dst, int64_t H, int64_t W, float bet
         const vf a = v * bl - lse2;
         bad += a * 0.f;
         top = vmax(top, a);
-        g = exp2_fast(a) * (jv * cgx + crow);
+        g = exp2_fast(a) * ((jv - x) * bgx + bdy);
       } else {
         g = beta * exp_poly(v * beta - lse) * ((jv - x) * gx + dyg);
       }
@@ -167,7 +168,7 @@ PF_VINLINE bool grad_map(const In* src, In* dst, int64_t H, int64_t W, float bet
       if constexpr (Fast) {
         const float a = v * bl - lse2;
         if (!(a * 0.f == 0.f && a <= 127.0f)) return false;  // not finite, or too large
-        g = exp2_fast(a) * (float(j) * cgx + crow);
+        g = exp2_fast(a) * ((float(j) - x) * bgx + bdy);
       } else {
         g = beta * exp_poly(v * beta - lse) * ((float(j) - x) * gx + dyg);
       }
