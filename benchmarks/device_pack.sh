@@ -25,7 +25,8 @@ start_packing() {  # start_packing WORK_DIR TARBALL
   PACK_WORK=$1
   PACK_TARBALL=$2
   mkdir -p "$PACK_WORK"
-  (while sleep "${PACK_EVERY:-20}"; do pack_now; done) &
+  # no output: a sleep left over after exit must not hold the script's stdout open
+  (while sleep "${PACK_EVERY:-20}"; do pack_now; done) >/dev/null 2>&1 &
   PACK_PID=$!
   trap 'kill "$PACK_PID" 2>/dev/null; pack_now' EXIT
   trap 'exit 143' TERM INT  # so a kill still runs the EXIT trap

@@ -1,0 +1,75 @@
+"""The GPU-session helpers (benchmarks/device_pack.sh): $OUT must stay within what the
+device tool brings back (at most 8 files, two folders deep) while still holding every
+result, also when the script is cut short by its time limit."""
+import os
+import signal
+import subprocess
+import tarfile
+import textwrap
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_bash(script, tmp_path, timeout=60, **env):
+    return subprocess.run(["bash", "-c", textwrap.dedent(script)], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "OUT": str(tmp_path / "out"), **env})
+
+
+def tar_names(path):
+    with tarfile.open(path) as tar:
+        return sorted(n.lstrip("./") for n in tar.getnames() if n not in (".", "./"))
+
+
+def test_pack_keeps_results_in_one_tarball(tmp_path):
+    work = tmp_path / "work"
+    proc = run_bash(f"""
+        source benchmarks/device_pack.sh
+        mkdir -p "$OUT"
+        start_packing {work} "$OUT/results.tar.gz"
+        mkdir -p {work}/runs/a/eval
+        echo 1 > {work}/runs/a/eval/eval.json
+        echo 2 > {work}/bench.json
+        echo x > {work}/runs/a/best.pt
+        """, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(os.listdir(tmp_path / "out")) == ["results.tar.gz"]
+    names = tar_names(tmp_path / "out" / "results.tar.gz")
+    assert "runs/a/eval/eval.json" in names and "bench.json" in names
+    assert not any(n.endswith(".pt") for n in names)  # checkpoints stay out
+
+
+def test_pack_survives_a_kill(tmp_path):
+    """Terminated mid-stage (as the device tool does at its limit): the results so far are packed."""
+    work = tmp_path / "work"
+    script = f"""
+        source benchmarks/device_pack.sh
+        mkdir -p "$OUT"
+        start_packing {work} "$OUT/results.tar.gz"
+        echo early > {work}/stage1.json
+        sleep 60
+        """
+    proc = subprocess.Popen(["bash", "-c", textwrap.dedent(script)], cwd=REPO, start_new_session=True,
+                            env={**os.environ, "OUT": str(tmp_path / "out"), "PACK_EVERY": "30"})
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline and not (work / "stage1.json").exists():
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGTERM)  # the whole group, before the first periodic pack
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert sorted(os.listdir(tmp_path / "out")) == ["results.tar.gz"]
+    assert "stage1.json" in tar_names(tmp_path / "out" / "results.tar.gz")
+
+
+def test_stage_limit_shrinks_with_the_time_left(tmp_path):
+    proc = run_bash("""
+        source benchmarks/device_pack.sh
+        echo "$(stage_limit 1000) $(stage_limit 5) $(DEADLINE_S=10 stage_limit 100)"
+        """, tmp_path, DEADLINE_S="100")
+    assert proc.returncode == 0, proc.stderr
+    big, small, none_left = map(int, proc.stdout.split())
+    assert 80 <= big <= 85 and small == 5 and none_left == 1
