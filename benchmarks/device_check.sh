@@ -34,7 +34,6 @@ source benchmarks/device_pack.sh
 WORK=$(mktemp -d)
 start_packing "$WORK" "$OUT/device_check_results.tar.gz"
 
-stage() { echo; echo "=== [$(( $(date +%s) - PACK_T0 ))s, $(time_left)s left] $*"; }
 status=0
 
 stage "environment"

@@ -10,8 +10,9 @@
 #   start_packing WORK_DIR "$OUT/NAME.tar.gz"
 #
 # Also: time_left (seconds until DEADLINE_S after the script's start, default 570, so the
-# whole script ends inside the tool's 600 s limit) and stage_limit N (N, or less when less
-# time is left; at least 1), for `timeout "$(stage_limit 300)" CMD`.
+# whole script ends inside the tool's 600 s limit), stage_limit N (N, or less when less
+# time is left; at least 1), for `timeout "$(stage_limit 300)" CMD`, and stage TEXT (a log
+# heading with the time spent and left).
 
 PACK_T0=${PACK_T0:-$(date +%s)}
 
@@ -42,4 +43,9 @@ stage_limit() {  # stage_limit MAX_SECONDS
   [ "$left" -gt "$1" ] && left=$1
   [ "$left" -lt 1 ] && left=1
   echo "$left"
+}
+
+stage() {  # stage TEXT
+  echo
+  echo "=== [$(( $(date +%s) - PACK_T0 ))s, $(time_left)s left] $*"
 }

@@ -31,7 +31,6 @@ exec > >(tee -a "$OUT/device_coco.log") 2>&1
 source benchmarks/device_pack.sh
 WORK=$(mktemp -d)
 start_packing "$WORK" "$OUT/coco_runs.tar.gz"
-stage() { echo; echo "=== [$(( $(date +%s) - PACK_T0 ))s, $(time_left)s left] $*"; }
 
 if ls .whl/*.whl >/dev/null 2>&1; then
   stage "install carried wheels"

@@ -180,16 +180,9 @@ PF_VINLINE vf vmax(vf a, vf b) { return a > b ? a : b; }
 PF_VINLINE vf exp_poly(vf x) {
   x = x < kExpLo ? splat(kExpLo) : x;
   x = x > kExpHi ? splat(kExpHi) : x;
-  const vf t = x * kExpLog2e + kExpRoundMagic;
+  vf t;
+  const vf e = exp_poly_reduced(x, t);
   const vi n = (vi)t - pf_float_bits(kExpRoundMagic);  // (vi)t: the bits, as a C cast of vectors is
-  const vf nf = t - kExpRoundMagic;
-  const vf r = (x - nf * kExpLn2Hi) - nf * kExpLn2Lo;
-  vf p = kExpP0 * r + kExpP1;
-  p = p * r + kExpP2;
-  p = p * r + kExpP3;
-  p = p * r + kExpP4;
-  p = p * r + kExpP5;
-  const vf e = p * (r * r) + r + 1.0f;
   const vi h = n >> 1;
   const vu b1 = (vu)(h + 127) << 23;
   const vu b2 = (vu)(n - h + 127) << 23;
@@ -199,13 +192,8 @@ PF_VINLINE vf exp_poly(vf x) {
 // exp2_fast of pose_math.h, lane-wise: same constants, same steps.
 PF_VINLINE vf exp2_fast(vf a) {
   a = vmax(a, splat(kExp2Lo));
-  const vf t = a + kExpRoundMagic;
-  const vf r = a - (t - kExpRoundMagic);
-  vf p = kExp2C5 * r + kExp2C4;
-  p = p * r + kExp2C3;
-  p = p * r + kExp2C2;
-  p = p * r + kExp2C1;
-  p = p * r + kExp2C0;
+  vf t;
+  const vf p = exp2_reduced(a, t);
   return (vf)((vu)p + ((vu)t << 23));
 }
 #endif

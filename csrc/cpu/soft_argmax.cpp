@@ -116,6 +116,25 @@ PF_CPU_CLONES bool posefast_soft_argmax_map_bf16(const uint16_t* src, int64_t H,
 // is largest, j gx - x gx would cancel); it returns false if exp2_fast was not valid for this map
 // (a non-finite beta h, or an exponent above 127: the caller then redoes the map with
 // Fast = false, exp_poly in natural units, which gives NaN / inf / 0 exactly).
+#if PF_HAVE_VEC
+// grad_map's gradient of 16 pixels (j = jv) of one row (bdy = beta (i - y) gy); the fast
+// form also folds a into the map's NaN check and its largest exponent.
+template <bool Fast>
+PF_VINLINE simd::vf grad_vec(simd::vf v, simd::vf jv, float beta, float bl, float lse, float lse2,
+                             float x, float gx, float bgx, float dyg, float bdy, simd::vf& bad,
+                             simd::vf& top) {
+  using namespace simd;
+  if constexpr (Fast) {
+    const vf a = v * bl - lse2;
+    bad += a * 0.f;  // NaN once some h is not finite
+    top = vmax(top, a);
+    return exp2_fast(a) * ((jv - x) * bgx + bdy);
+  } else {
+    return beta * exp_poly(v * beta - lse) * ((jv - x) * gx + dyg);
+  }
+}
+#endif
+
 template <bool Fast, typename In>
 PF_VINLINE bool grad_map(const In* src, In* dst, int64_t H, int64_t W, float beta, float x,
                          float y, float gx, float gy, float lse) {
@@ -134,31 +153,14 @@ PF_VINLINE bool grad_map(const In* src, In* dst, int64_t H, int64_t W, float bet
 #if PF_HAVE_VEC
     vf jv = iota();
     for (; j + kLanes <= W; j += kLanes) {
-      const vf v = loadf(in + j);
-      vf g;
-      if constexpr (Fast) {
-        const vf a = v * bl - lse2;
-        bad += a * 0.f;  // NaN once some h is not finite
-        top = vmax(top, a);
-        g = exp2_fast(a) * ((jv - x) * bgx + bdy);
-      } else {
-        g = beta * exp_poly(v * beta - lse) * ((jv - x) * gx + dyg);
-      }
-      storef(out + j, g);
+      storef(out + j, grad_vec<Fast>(loadf(in + j), jv, beta, bl, lse, lse2, x, gx, bgx, dyg, bdy,
+                                     bad, top));
       jv += float(kLanes);
     }
     if (j < W) {  // the row's tail as one vector; only its W - j lanes are stored
-      const vf v = loadf_tail(in + j, W - j, 0.f);
-      vf g;
-      if constexpr (Fast) {
-        const vf a = v * bl - lse2;
-        bad += a * 0.f;
-        top = vmax(top, a);
-        g = exp2_fast(a) * ((jv - x) * bgx + bdy);
-      } else {
-        g = beta * exp_poly(v * beta - lse) * ((jv - x) * gx + dyg);
-      }
-      storef_tail(out + j, W - j, g);
+      storef_tail(out + j, W - j,
+                  grad_vec<Fast>(loadf_tail(in + j, W - j, 0.f), jv, beta, bl, lse, lse2, x, gx,
+                                 bgx, dyg, bdy, bad, top));
       j = W;
     }
 #endif

@@ -11,8 +11,15 @@
 
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define PF_HD __host__ __device__ __forceinline__
+#define PF_HD_FORCE __host__ __device__ __forceinline__
 #else
 #define PF_HD inline
+// for helpers also instantiated with cpu_simd.h's vectors: inlined into each target clone
+#if defined(__GNUC__) || defined(__clang__)
+#define PF_HD_FORCE inline __attribute__((always_inline))
+#else
+#define PF_HD_FORCE inline
+#endif
 #endif
 
 namespace posefast {
@@ -181,19 +188,27 @@ PF_HD float pf_bits_float(uint32_t i) {
 #endif
 }
 
-PF_HD float exp_poly(float x) {
-  x = x < kExpLo ? kExpLo : x;
-  x = x > kExpHi ? kExpHi : x;
-  const float t = x * kExpLog2e + kExpRoundMagic;
-  const int32_t n = pf_float_bits(t) - pf_float_bits(kExpRoundMagic);
-  const float nf = t - kExpRoundMagic;
-  const float r = (x - nf * kExpLn2Hi) - nf * kExpLn2Lo;
-  float p = kExpP0 * r + kExpP1;
+// Steps 2-4 for a float or (cpu_simd.h) a float vector: returns exp(r) for x = n ln2 + r,
+// t holding n in its low mantissa bits.
+template <typename V>
+PF_HD_FORCE V exp_poly_reduced(V x, V& t) {
+  t = x * kExpLog2e + kExpRoundMagic;
+  const V nf = t - kExpRoundMagic;
+  const V r = (x - nf * kExpLn2Hi) - nf * kExpLn2Lo;
+  V p = kExpP0 * r + kExpP1;
   p = p * r + kExpP2;
   p = p * r + kExpP3;
   p = p * r + kExpP4;
   p = p * r + kExpP5;
-  const float e = p * (r * r) + r + 1.0f;
+  return p * (r * r) + r + 1.0f;
+}
+
+PF_HD float exp_poly(float x) {
+  x = x < kExpLo ? kExpLo : x;
+  x = x > kExpHi ? kExpHi : x;
+  float t;
+  const float e = exp_poly_reduced(x, t);
+  const int32_t n = pf_float_bits(t) - pf_float_bits(kExpRoundMagic);
   const int32_t h = n >> 1;
   const float s1 = pf_bits_float(static_cast<uint32_t>(h + 127) << 23);
   const float s2 = pf_bits_float(static_cast<uint32_t>(n - h + 127) << 23);
@@ -218,15 +233,23 @@ constexpr float kExp2C0 = 1.0000001192e+0f, kExp2C1 = 6.9314694405e-1f, kExp2C2 
 constexpr float kLog2e = 1.44269504088896341f;
 constexpr float kLn2 = 0.693147180559945309f;
 
-PF_HD float exp2_fast(float a) {
-  a = a < kExp2Lo ? kExp2Lo : a;
-  const float t = a + kExpRoundMagic;
-  const float r = a - (t - kExpRoundMagic);
-  float p = kExp2C5 * r + kExp2C4;
+// Steps 2-3 for a float or (cpu_simd.h) a float vector: returns 2^r for a = n + r, t holding
+// n in its low mantissa bits.
+template <typename V>
+PF_HD_FORCE V exp2_reduced(V a, V& t) {
+  t = a + kExpRoundMagic;
+  const V r = a - (t - kExpRoundMagic);
+  V p = kExp2C5 * r + kExp2C4;
   p = p * r + kExp2C3;
   p = p * r + kExp2C2;
   p = p * r + kExp2C1;
-  p = p * r + kExp2C0;
+  return p * r + kExp2C0;
+}
+
+PF_HD float exp2_fast(float a) {
+  a = a < kExp2Lo ? kExp2Lo : a;
+  float t;
+  const float p = exp2_reduced(a, t);
   return pf_bits_float(static_cast<uint32_t>(pf_float_bits(p)) +
                        (static_cast<uint32_t>(pf_float_bits(t)) << 23));
 }
