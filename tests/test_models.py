@@ -1,10 +1,20 @@
 """Pose networks: output shapes and strides, encoder weights loading, no implicit download."""
 import pytest
 import torch
-from torchvision.models import resnet18
 
-from posefast.models import SimplePoseNet, UNetPoseNet, build_encoder, build_model
+from posefast.models import ResNet18Encoder, SimplePoseNet, UNetPoseNet, build_encoder, build_model
 from posefast.models import encoder as encoder_module
+
+
+def torchvision_layout_state(seed: int = 0) -> dict:
+    """A random ResNet-18 state dict laid out as torchvision saves it (conv1/bn1 at the top, fc)."""
+    torch.manual_seed(seed)
+    state = {}
+    for key, value in ResNet18Encoder().state_dict().items():
+        key = key.replace("stem.0.", "conv1.").replace("stem.1.", "bn1.")
+        state[key] = value.clone() if value.dtype == torch.long else torch.randn_like(value)
+    state["fc.weight"], state["fc.bias"] = torch.randn(1000, 512), torch.randn(1000)
+    return state
 
 
 def test_simple_pose_net_is_stride_4():
@@ -37,14 +47,50 @@ def test_models_are_trainable_end_to_end():
     assert model.head.weight.grad.abs().sum() > 0
 
 
+def test_encoder_is_resnet18_with_torchvision_names():
+    state = ResNet18Encoder().state_dict()
+    assert sum(v.numel() for k, v in state.items() if not k.endswith(("running_mean", "running_var",
+                                                                        "num_batches_tracked"))) == 11_176_512
+    assert len(state) == 120
+    for key in ["stem.0.weight", "stem.1.running_var", "layer1.0.conv1.weight", "layer2.0.downsample.0.weight",
+                "layer2.0.downsample.1.bias", "layer4.1.bn2.num_batches_tracked"]:
+        assert key in state
+    assert "layer1.0.downsample.0.weight" not in state
+    features = ResNet18Encoder().eval()(torch.randn(1, 3, 64, 32))
+    assert {s: tuple(f.shape[1:]) for s, f in features.items()} == {
+        2: (64, 32, 16), 4: (64, 16, 8), 8: (128, 8, 4), 16: (256, 4, 2), 32: (512, 2, 1)}
+
+
 def test_encoder_loads_a_torchvision_state_dict_from_a_path(tmp_path):
-    reference = resnet18(weights=None)
+    reference = torchvision_layout_state()
     path = tmp_path / "r18.pth"
-    torch.save(reference.state_dict(), path)
+    torch.save(reference, path)
     encoder, pretrained = build_encoder(str(path))
     assert pretrained is True
-    assert torch.equal(encoder.stem[0].weight, reference.conv1.weight)
-    assert torch.equal(encoder.layer4[1].bn2.running_var, reference.layer4[1].bn2.running_var)
+    assert torch.equal(encoder.stem[0].weight, reference["conv1.weight"])
+    assert torch.equal(encoder.layer4[1].bn2.running_var, reference["layer4.1.bn2.running_var"])
+
+
+def test_encoder_rejects_a_state_dict_of_another_network():
+    state = torchvision_layout_state()
+    state["layer3.1.conv2.weight"] = torch.randn(256, 256, 1, 1)
+    with pytest.raises(RuntimeError, match="layer3.1.conv2.weight"):
+        ResNet18Encoder().load_imagenet_state(state)
+    del state["layer3.1.conv2.weight"]
+    with pytest.raises(ValueError, match="missing"):
+        ResNet18Encoder().load_imagenet_state(state)
+
+
+def test_encoder_computes_what_torchvision_resnet18_computes():
+    models = pytest.importorskip("torchvision.models", reason="torchvision is optional")
+    reference = models.resnet18(weights=None).eval()
+    encoder = ResNet18Encoder().eval()
+    encoder.load_imagenet_state(reference.state_dict())
+    x = torch.randn(2, 3, 64, 48)
+    with torch.no_grad():
+        r = reference.maxpool(reference.relu(reference.bn1(reference.conv1(x))))
+        expected = reference.layer4(reference.layer3(reference.layer2(reference.layer1(r))))
+        assert torch.equal(encoder(x)[32], expected)
 
 
 def test_missing_weights_file_is_an_error(tmp_path):
@@ -62,6 +108,6 @@ def test_auto_without_hub_cache_warns_and_is_random(tmp_path, monkeypatch):
 def test_auto_uses_the_hub_cache_when_present(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     (tmp_path / "checkpoints").mkdir()
-    torch.save(resnet18(weights=None).state_dict(), encoder_module.hub_cache_path())
+    torch.save(torchvision_layout_state(), encoder_module.hub_cache_path())
     _, pretrained = build_encoder("auto")
     assert pretrained is True

@@ -1,8 +1,11 @@
-"""ResNet-18 encoder (torchvision, without pooling and classifier) and its ImageNet weights.
+"""ResNet-18 encoder (without pooling and classifier) and its ImageNet weights.
 
-Weights come, in order of preference, from an explicit file (``pretrained=PATH``), from
-the torch hub cache (``<hub>/checkpoints/resnet18-f37072fd.pth``) when present, or, only
-when asked with ``pretrained="download"``, from torchvision's download. Otherwise the
+The network is built from posefast's own blocks (``resnet_blocks``), named as torchvision
+names them, so torchvision's ImageNet state dict loads as it is and torchvision itself is
+not needed. Weights come, in order of preference, from an explicit file
+(``pretrained=PATH``), from the torch hub cache (``<hub>/checkpoints/resnet18-f37072fd.pth``)
+when present, or, only when asked with ``pretrained="download"``, from the address
+torchvision downloads them from (into that same cache). Otherwise the
 encoder is randomly initialised and a loud warning says so; callers record the returned
 ``pretrained`` flag in the run metadata and checkpoints. Nothing is ever downloaded
 implicitly.
@@ -14,9 +17,11 @@ import warnings
 
 import torch
 from torch import nn
-from torchvision.models import resnet18
+
+from posefast.models.resnet_blocks import RESNET18_BLOCKS, RESNET18_WIDTHS, init_resnet_, resnet_stage, resnet_stem
 
 HUB_FILENAME = "resnet18-f37072fd.pth"
+WEIGHTS_URL = "https://download.pytorch.org/models/" + HUB_FILENAME
 STAGE_CHANNELS = {2: 64, 4: 64, 8: 128, 16: 256, 32: 512}
 
 
@@ -34,11 +39,14 @@ class ResNet18Encoder(nn.Module):
 
     def __init__(self):
         super().__init__()
-        net = resnet18(weights=None)
-        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu)
-        self.pool = net.maxpool
-        self.layer1, self.layer2 = net.layer1, net.layer2
-        self.layer3, self.layer4 = net.layer3, net.layer4
+        self.stem = resnet_stem()
+        self.pool = nn.MaxPool2d(3, stride=2, padding=1)
+        widths, blocks = RESNET18_WIDTHS, RESNET18_BLOCKS
+        self.layer1 = resnet_stage(64, widths[0], blocks[0], stride=1)
+        self.layer2 = resnet_stage(widths[0], widths[1], blocks[1], stride=2)
+        self.layer3 = resnet_stage(widths[1], widths[2], blocks[2], stride=2)
+        self.layer4 = resnet_stage(widths[2], widths[3], blocks[3], stride=2)
+        init_resnet_(self)
 
     def forward(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
         s2 = self.stem(x)
@@ -68,16 +76,15 @@ def build_encoder(pretrained: str = "auto") -> tuple[ResNet18Encoder, bool]:
     """Encoder and whether it holds ImageNet weights.
 
     ``pretrained``: ``"auto"`` (hub cache if present, else random), ``"none"`` (random,
-    no warning), ``"download"`` (let torchvision fetch the weights), or a file path
+    no warning), ``"download"`` (fetch the weights into the hub cache), or a file path
     (must exist).
     """
     encoder = ResNet18Encoder()
     if pretrained == "none":
         return encoder, False
     if pretrained == "download":
-        from torchvision.models import ResNet18_Weights
-
-        state = ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=True)
+        state = torch.hub.load_state_dict_from_url(WEIGHTS_URL, map_location="cpu", progress=True,
+                                                   weights_only=True)
         encoder.load_imagenet_state(state)
         return encoder, True
     path = hub_cache_path() if pretrained == "auto" else pretrained
