@@ -6,6 +6,9 @@ a GPU-less machine). ``TORCH_CUDA_ARCH_LIST`` picks the GPU architectures; witho
 without a visible GPU we build for Ampere (8.0) and Hopper (9.0, plus PTX).
 
     pip install -e . --no-build-isolation
+
+``extension(force_cuda=True)`` is also what ``scripts/check_cuda_compiles.py`` compiles the
+CUDA sources with on a machine whose torch has no CUDA (CI).
 """
 import glob
 import os
@@ -24,7 +27,7 @@ def want_cuda():
     return CUDA_HOME is not None and (forced or torch.cuda.is_available())
 
 
-def extension():
+def extension(force_cuda: bool = False):
     csrc = os.path.join("csrc")
     sources = [os.path.join(csrc, "posefast_ops.cpp")] + sorted(glob.glob(os.path.join(csrc, "cpu", "*.cpp")))
     cxx = ["-O3"]
@@ -35,7 +38,7 @@ def extension():
         # libgomp torch has already loaded globally, so ops share torch's thread pool and
         # torch.set_num_threads.
         cxx.append("-fopenmp")
-    if not want_cuda():
+    if not (force_cuda or want_cuda()):
         return CppExtension("posefast._C", sources, extra_compile_args={"cxx": cxx})
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCH_LIST
@@ -44,14 +47,15 @@ def extension():
     return CUDAExtension("posefast._C", sources, extra_compile_args={"cxx": cxx, "nvcc": nvcc})
 
 
-setup(
-    name="posefast",
-    version="0.1.0",
-    description="Fast 2D human pose estimation with fused CUDA kernels",
-    packages=find_packages(include=["posefast", "posefast.*", "kernels_py"]),
-    ext_modules=[extension()],
-    cmdclass={"build_ext": BuildExtension.with_options(no_python_abi_suffix=False)},
-    python_requires=">=3.10",
-    install_requires=["torch", "torchvision", "numpy", "pyyaml", "tqdm", "pycocotools", "pillow",
-                      "matplotlib", "opencv-python-headless"],
-)
+if __name__ == "__main__":  # setuptools runs this file as __main__; the compile check imports it
+    setup(
+        name="posefast",
+        version="0.1.0",
+        description="Fast 2D human pose estimation with fused CUDA kernels",
+        packages=find_packages(include=["posefast", "posefast.*", "kernels_py"]),
+        ext_modules=[extension()],
+        cmdclass={"build_ext": BuildExtension.with_options(no_python_abi_suffix=False)},
+        python_requires=">=3.10",
+        install_requires=["torch", "numpy", "pyyaml", "tqdm", "pycocotools", "pillow",
+                          "matplotlib", "opencv-python-headless"],
+    )
