@@ -4,9 +4,11 @@ A checkpoint is one ``torch.save`` mapping: ``model``, ``optimizer``, ``schedule
 ``scaler`` (state dicts; ``scaler`` may be ``None``), ``epoch`` (number of finished
 epochs), ``config`` (plain mapping), ``metrics`` (the last epoch's record), ``best``
 (best validation PCK so far), ``pretrained`` (whether the encoder started from ImageNet
-weights) and ``rng`` (Python, NumPy, torch CPU and CUDA generator states). Files are
-written atomically (temporary file + rename), so an interrupted save never leaves a
-truncated ``last.pt``.
+weights) and ``rng`` (Python, NumPy, torch CPU and CUDA generator states). A
+weights-only checkpoint (``best.pt``: what evaluation, inference and export read) leaves
+out ``optimizer``, ``scheduler``, ``scaler`` and ``rng``: a third of the size, since AdamW
+keeps two moments per weight; runs resume from ``last.pt``. Files are written atomically
+(temporary file + rename), so an interrupted save never leaves a truncated file.
 """
 from __future__ import annotations
 
@@ -46,21 +48,23 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng")
+
+
 def save_checkpoint(path: str, *, model, optimizer, scheduler, scaler, epoch: int, config: dict, metrics: dict,
-                    best: float, pretrained: bool) -> None:
-    """Write a checkpoint atomically to ``path``."""
+                    best: float, pretrained: bool, weights_only: bool = False) -> None:
+    """Write a checkpoint atomically to ``path`` (``weights_only``: without what resuming needs)."""
     payload = {
         "model": unwrap(model).state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict() if scaler is not None else None,
         "epoch": epoch,
         "config": config,
         "metrics": metrics,
         "best": best,
         "pretrained": pretrained,
-        "rng": rng_state(),
     }
+    if not weights_only:
+        payload.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                       scaler=scaler.state_dict() if scaler is not None else None, rng=rng_state())
     tmp = f"{path}.tmp{os.getpid()}"
     torch.save(payload, tmp)
     os.replace(tmp, path)
@@ -87,6 +91,10 @@ def load_checkpoint(path: str, *, model, optimizer=None, scheduler=None, scaler=
                     restore_rng: bool = True) -> dict:
     """Load ``path`` into the given objects (those passed) and return the whole mapping."""
     ckpt = read_checkpoint(path, map_location)
+    wanted = {"optimizer": optimizer, "scheduler": scheduler, "rng": restore_rng or None}
+    absent = [key for key, obj in wanted.items() if obj is not None and key not in ckpt]
+    if absent:
+        raise CheckpointError(f"{path} holds weights only (no {', '.join(absent)}): resume from a run's last.pt")
     unwrap(model).load_state_dict(ckpt["model"])
     if optimizer is not None:
         optimizer.load_state_dict(ckpt["optimizer"])

@@ -363,7 +363,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
                          config=to_dict(cfg), metrics=record, best=best, pretrained=pretrained)
             save_checkpoint(last_path, **state)
             if improved:
-                save_checkpoint(best_path, **state)
+                save_checkpoint(best_path, **state, weights_only=True)
             tqdm.write(log_line(epoch + 1, cfg, train_stats, val_stats))
             write_training_pictures(out_dir, model, val_loader, val_stats, cfg)
         barrier(ctx)

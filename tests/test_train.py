@@ -51,7 +51,10 @@ def test_short_run_loss_falls_and_pck_rises(tiny_root, tmp_path):
     assert records[-1]["pretrained"] is False and records[-1]["samples_per_s"] > 0
     ckpt = torch.load(tmp_path / "run" / "best.pt", weights_only=False)
     assert ckpt["pretrained"] is False and ckpt["best"] == max(r["val"]["pck_torso"] for r in records)
-    assert {"model", "optimizer", "scheduler", "scaler", "epoch", "config", "metrics", "rng"} <= set(ckpt)
+    assert set(ckpt) == {"model", "epoch", "config", "metrics", "best", "pretrained"}  # weights only
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert {"model", "optimizer", "scheduler", "scaler", "epoch", "config", "metrics", "rng"} <= set(last)
+    assert os.path.getsize(tmp_path / "run" / "best.pt") < 0.5 * os.path.getsize(tmp_path / "run" / "last.pt")
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_root, tmp_path):
@@ -109,3 +112,20 @@ def test_benchmark_training_runs_on_cpu_at_a_tiny_size(tiny_root):
                                 synthetic_root=str(tiny_root / "synthetic_bench"), cache_dir=str(tiny_root / "cache"))
     assert result["end_to_end_images_per_s"] > 0 and result["model_only_images_per_s"] > 0
     assert result["batch_size"] == 4 and result["device"] == "cpu"
+
+
+def test_weights_only_checkpoint_cannot_resume_and_says_so(tmp_path):
+    from posefast.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    state = dict(model=model, optimizer=optimizer, scheduler=scheduler, scaler=None, epoch=1, config={},
+                 metrics={}, best=0.5, pretrained=False)
+    save_checkpoint(str(tmp_path / "best.pt"), **state, weights_only=True)
+    save_checkpoint(str(tmp_path / "last.pt"), **state)
+    with pytest.raises(CheckpointError, match="best.pt holds weights only.*last.pt"):
+        load_checkpoint(str(tmp_path / "best.pt"), model=model, optimizer=optimizer, scheduler=scheduler)
+    ckpt = load_checkpoint(str(tmp_path / "best.pt"), model=model, restore_rng=False)
+    assert ckpt["best"] == 0.5 and "optimizer" not in ckpt
+    assert load_checkpoint(str(tmp_path / "last.pt"), model=model, optimizer=optimizer, scheduler=scheduler)["epoch"] == 1
