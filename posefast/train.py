@@ -20,6 +20,7 @@ import os
 import random
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 
 import numpy as np
@@ -113,14 +114,30 @@ def seed_everything(seed: int) -> None:
 
 
 def autocast(amp: bool, device: torch.device):
-    """bf16 autocast on CUDA when ``amp`` is on; nothing elsewhere."""
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast on ``device`` (CUDA or CPU) when ``amp`` is on; nothing otherwise."""
+    if amp and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
 
 
+def use_amp(cfg: TrainConfig, device: torch.device) -> bool:
+    """Whether this run computes the network in bf16: ``amp`` on CUDA, ``cpu_amp`` on the CPU."""
+    if device.type == "cpu" and cfg.cpu_amp and not cpu_has_native_bf16():
+        warnings.warn("cpu_amp: this CPU has no native bf16 (AVX512-BF16/AMX): bf16 autocast runs, "
+                      "but likely slower than float32", stacklevel=2)
+    return cfg.amp if device.type == "cuda" else cfg.cpu_amp and device.type == "cpu"
+
+
+def cpu_has_native_bf16() -> bool:
+    """oneDNN's own check for bf16 instructions (AVX512-BF16 or AMX) on this CPU."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def train_step(model, loss_fn, optimizer, batch, *, amp: bool, channels_last: bool, grad_clip: float):
-    """Forward (bf16 autocast on CUDA if ``amp``), dual loss, backward, clip, optimiser step."""
+    """Forward (bf16 autocast if ``amp``), dual loss, backward, clip, optimiser step."""
     device = batch.images.device
     images = batch.images.contiguous(memory_format=torch.channels_last) if channels_last else batch.images
     with autocast(amp, device):
@@ -141,9 +158,10 @@ def train_one_epoch(model, loss_fn, loader, optimizer, scheduler, cfg, ctx, epoc
     sums = torch.zeros(4, dtype=torch.float64, device=ctx.device)  # total, heatmap, coord, samples
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and ctx.is_main),
                leave=False, dynamic_ncols=True)
+    amp = use_amp(cfg, ctx.device)
     start = time.perf_counter()
     for batch in bar:
-        out = train_step(model, loss_fn, optimizer, batch, amp=cfg.amp, channels_last=use_channels_last(cfg, ctx),
+        out = train_step(model, loss_fn, optimizer, batch, amp=amp, channels_last=use_channels_last(cfg, ctx),
                          grad_clip=cfg.grad_clip)
         scheduler.step()
         n = len(batch)
@@ -161,7 +179,7 @@ def train_one_epoch(model, loss_fn, loader, optimizer, scheduler, cfg, ctx, epoc
 
 
 def use_channels_last(cfg: TrainConfig, ctx: DistContext) -> bool:
-    return cfg.channels_last and ctx.device.type == "cuda"
+    return cfg.channels_last and (ctx.device.type == "cuda" or (ctx.device.type == "cpu" and cfg.cpu_amp))
 
 
 def eval_points(batch, pred_input_px: torch.Tensor, space: str):
@@ -192,7 +210,7 @@ def evaluate(model, loss_fn, loader, cfg: TrainConfig, ctx: DistContext) -> dict
     keys = ("index", "pred", "gt", "vis", "torso", "bbox")
     parts, sums = [], torch.zeros(4, dtype=torch.float64)
     for batch in loader:
-        with autocast(cfg.amp, ctx.device):
+        with autocast(use_amp(cfg, ctx.device), ctx.device):
             logits = model(batch.images)
         out = loss_fn(logits, batch.heatmap_keypoints, batch.visible, batch.targets)
         n = len(batch)
@@ -263,7 +281,7 @@ def benchmark_training(batch_size: int = 128, input_size: tuple[int, int] = (256
                     torch.cuda.synchronize(dev)
                 start, count = time.perf_counter(), 0
             batch = next(source)
-            train_step(net, loss_fn, optimizer, batch, amp=amp, channels_last=cl, grad_clip=1.0)
+            train_step(net, loss_fn, optimizer, batch, amp=amp and dev.type == "cuda", channels_last=cl, grad_clip=1.0)
             count += len(batch)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
@@ -339,7 +357,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
             os.remove(os.path.join(out_dir, "metrics.jsonl"))  # a fresh run starts a fresh log
         with open(os.path.join(out_dir, "config.yaml"), "w") as f:
             yaml.safe_dump({**to_dict(cfg), "pretrained_loaded": pretrained}, f, sort_keys=False)
-        print(f"posefast.train: {cfg.model} (output stride {stride}, pretrained: {str(pretrained).lower()}) on "
+        print(f"posefast.train: {cfg.model} (output stride {stride}, pretrained: {str(pretrained).lower()}, "
+              f"{'bf16' if use_amp(cfg, ctx.device) else 'float32'}) on "
               f"{ctx.device} x{ctx.world_size}, {len(train_loader.dataset)} train / {len(val_loader.dataset)} val "
               f"samples, {cfg.input_size[0]}x{cfg.input_size[1]} input -> {out_dir}", flush=True)
     net = model

@@ -129,3 +129,29 @@ def test_weights_only_checkpoint_cannot_resume_and_says_so(tmp_path):
     ckpt = load_checkpoint(str(tmp_path / "best.pt"), model=model, restore_rng=False)
     assert ckpt["best"] == 0.5 and "optimizer" not in ckpt
     assert load_checkpoint(str(tmp_path / "last.pt"), model=model, optimizer=optimizer, scheduler=scheduler)["epoch"] == 1
+
+
+def test_cpu_amp_trains_in_bf16_and_is_off_by_default(tiny_root, tmp_path, capsys, monkeypatch):
+    import posefast.train as train_module
+
+    cpu = torch.device("cpu")
+    assert train_module.use_amp(load_config([]), cpu) is False
+    cfg = tiny_config(tiny_root, tmp_path / "run", "--cpu_amp", "true", synthetic_train=48, synthetic_val=16,
+                      epochs=2, batch_size=16, lr=3e-3)
+    assert train_module.use_amp(cfg, cpu) is True
+    dtypes = []
+    step = train_module.train_step
+
+    def recording_step(model, loss_fn, optimizer, batch, **kw):
+        with train_module.autocast(kw["amp"], batch.images.device):
+            dtypes.append(model(batch.images[:1]).dtype)
+        assert kw["channels_last"] is True
+        return step(model, loss_fn, optimizer, batch, **kw)
+
+    monkeypatch.setattr(train_module, "train_step", recording_step)
+    train(cfg)
+    assert set(dtypes) == {torch.bfloat16}
+    assert "bf16) on cpu" in capsys.readouterr().out
+    records = read_metrics(tmp_path / "run")
+    assert len(records) == 2 and records[-1]["loss"] < records[0]["loss"]
+    assert all(0 <= r["val"]["pck_torso"] <= 1 for r in records)
