@@ -48,9 +48,6 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng")
-
-
 def save_checkpoint(path: str, *, model, optimizer, scheduler, scaler, epoch: int, config: dict, metrics: dict,
                     best: float, pretrained: bool, weights_only: bool = False) -> None:
     """Write a checkpoint atomically to ``path`` (``weights_only``: without what resuming needs)."""

@@ -1,6 +1,6 @@
 """Compile every CUDA source of posefast._C with nvcc, without linking: a CUDA check for
-machines whose torch has no CUDA (CI installs the 0.7 GB CPU build of torch, not the 5.6 GB
-CUDA one; its wheel still carries the ATen/c10 CUDA headers).
+machines whose torch has no CUDA (CI installs the CPU build of torch, a 1.4 GB venv with every
+requirement instead of 5.9 GB; its wheel still carries the ATen/c10 CUDA headers).
 
 Sources, include paths, macros and nvcc options come from setup.py's ``extension()`` and
 torch's own extension builder, so this compiles what ``FORCE_CUDA=1 pip install -e .``
