@@ -73,6 +73,7 @@ class TrainConfig:
     warmup_epochs: float = 0.5
     min_lr_ratio: float = 0.01  # cosine floor, as a fraction of lr
     epochs: int = 10
+    time_limit_min: Optional[float] = None  # wall-clock budget: keep the epochs that fit, the schedule ending on the last
     batch_size: int = 16
     grad_clip: float = 1.0  # max global grad norm; 0 disables
     # system
@@ -214,6 +215,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name in ("lr", "sigma", "beta", "pck_threshold"):
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"{name} must be > 0, got {getattr(cfg, name)}")
+    if cfg.time_limit_min is not None and not cfg.time_limit_min > 0:
+        raise ConfigError(f"time_limit_min must be > 0 minutes (or none), got {cfg.time_limit_min}")
     if cfg.warmup_epochs < 0 or cfg.grad_clip < 0 or not 0 <= cfg.min_lr_ratio <= 1:
         raise ConfigError("warmup_epochs and grad_clip must be >= 0, min_lr_ratio in [0, 1]")
     return cfg

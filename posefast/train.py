@@ -37,6 +37,7 @@ from posefast.losses import PoseLoss
 from posefast.models import SimplePoseNet, build_model
 from posefast.models.decode import decode_heatmaps
 from posefast.plots import write_training_pictures
+from posefast.schedule import TimeBudget, WarmupCosine
 from posefast.skeleton import KEYPOINT_NAMES
 
 
@@ -91,19 +92,10 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opt
     return kind(groups, lr=cfg.lr)
 
 
-def lr_factor(step: int, warmup: int, total: int, floor: float) -> float:
-    """Linear warm-up over ``warmup`` steps, then cosine from 1 to ``floor`` at ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
 def build_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
-    """Per-step LambdaLR implementing :func:`lr_factor`."""
-    warmup = round(cfg.warmup_epochs * steps_per_epoch)
-    total = cfg.epochs * steps_per_epoch
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total, cfg.min_lr_ratio))
+    """Per-step LambdaLR: linear warm-up, then cosine to ``min_lr_ratio`` at the last epoch."""
+    schedule = WarmupCosine(round(cfg.warmup_epochs * steps_per_epoch), cfg.epochs * steps_per_epoch, cfg.min_lr_ratio)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
 def seed_everything(seed: int) -> None:
@@ -299,12 +291,26 @@ def benchmark_training(batch_size: int = 128, input_size: tuple[int, int] = (256
             "amp": amp, "channels_last": cl, "compile": compile, "steps": steps}
 
 
-def log_line(epoch: int, cfg: TrainConfig, train: dict, val: dict) -> str:
-    """One human-readable summary line per epoch."""
+def log_line(epoch: int, epochs: int, cfg: TrainConfig, train: dict, val: dict) -> str:
+    """One human-readable summary line per epoch (``epochs``: the planned number)."""
     pck = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-    return (f"epoch {epoch}/{cfg.epochs}  loss {train['loss']:.4f} (heatmap {train['loss_heatmap']:.4f}, "
+    return (f"epoch {epoch}/{epochs}  loss {train['loss']:.4f} (heatmap {train['loss_heatmap']:.4f}, "
             f"coord {train['loss_coord']:.3f})  lr {train['lr']:.2e}  {train['samples_per_s']:.1f} samples/s  "
             f"val loss {val['loss']:.4f}  PCK@{cfg.pck_threshold} torso {pck(val['pck_torso'])} bbox {pck(val['pck_bbox'])}")
+
+
+def fit_epochs_to_budget(budget: TimeBudget, done: int, planned: int, last_epoch_s: float, scheduler,
+                         steps_per_epoch: int, ctx: DistContext) -> int:
+    """The number of epochs that still fits the time budget (rank 0 decides for every rank);
+    when it is fewer than ``planned``, the cosine schedule is shortened to end on the last."""
+    fits = budget.epochs_that_fit(done, planned, last_epoch_s, time.perf_counter()) if ctx.is_main else 0
+    fits = int(all_reduce_sum(ctx, torch.tensor([fits], device=ctx.device)).item())
+    if fits < planned:
+        scheduler.lr_lambdas[0].total_steps = fits * steps_per_epoch
+        if ctx.is_main:
+            tqdm.write(f"time_limit_min {budget.limit_s / 60:g}: {fits} of {planned} epochs fit "
+                       f"(the last took {last_epoch_s:.1f} s); the schedule now ends at epoch {fits}")
+    return fits
 
 
 def train(cfg: TrainConfig, stop_after: int | None = None) -> dict | None:
@@ -352,6 +358,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
         ckpt = load_checkpoint(last_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                                map_location=ctx.device)
         start_epoch, best, pretrained, record = ckpt["epoch"], ckpt["best"], ckpt["pretrained"], ckpt["metrics"]
+        scheduler.lr_lambdas[0].total_steps = cfg.epochs * len(train_loader)  # the plan is the config's again
         if ctx.rank:
             seed_everything(cfg.seed + ctx.rank + 1000 * start_epoch)
     if ctx.is_main:
@@ -368,13 +375,23 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
     if cfg.compile:
         net = torch.compile(net)
+    epochs = cfg.epochs  # the plan; a time budget may shorten it (and the schedule with it)
+    budget = TimeBudget(cfg.time_limit_min, time.perf_counter()) if cfg.time_limit_min else None
+    saving_s = 0.0
     for epoch in range(start_epoch, cfg.epochs):
+        if epoch >= epochs:
+            break
+        epoch_start = time.perf_counter()
         train_stats = train_one_epoch(net, loss_fn, train_loader, optimizer, scheduler, cfg, ctx, epoch)
         broadcast_buffers(ctx, model)
         val_stats = evaluate(model, loss_fn, val_loader, cfg, ctx)
+        if budget is not None:  # the epoch's time: training, validation and (last epoch's) saving
+            epochs = fit_epochs_to_budget(budget, epoch + 1, epochs, time.perf_counter() - epoch_start + saving_s,
+                                          scheduler, len(train_loader), ctx)
+        saving_start = time.perf_counter()
         if ctx.is_main:
-            record = {"epoch": epoch + 1, "step": scheduler.last_epoch, **train_stats, "world_size": ctx.world_size,
-                      "pretrained": pretrained, "val": val_stats}
+            record = {"epoch": epoch + 1, "epochs": epochs, "step": scheduler.last_epoch, **train_stats,
+                      "world_size": ctx.world_size, "pretrained": pretrained, "val": val_stats}
             with open(os.path.join(out_dir, "metrics.jsonl"), "a") as f:
                 f.write(json.dumps(record) + "\n")
             score = val_stats["pck_torso"] if val_stats["pck_torso"] is not None else -1.0
@@ -385,9 +402,10 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
             save_checkpoint(last_path, **state)
             if improved:
                 save_checkpoint(best_path, **state, weights_only=True)
-            tqdm.write(log_line(epoch + 1, cfg, train_stats, val_stats))
+            tqdm.write(log_line(epoch + 1, epochs, cfg, train_stats, val_stats))
             write_training_pictures(out_dir, model, val_loader, val_stats, cfg)
         barrier(ctx)
+        saving_s = time.perf_counter() - saving_start
         if stop_after is not None and epoch + 1 - start_epoch >= stop_after:
             break
     return record

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from posefast.config import REPO_ROOT, load_config
-from posefast.train import benchmark_training, lr_factor, train
+from posefast.train import benchmark_training, train
 
 TINY = ["--input_size", "64,32", "--pretrained", "none", "--progress", "false", "--amp", "false"]
 
@@ -28,13 +28,6 @@ def tiny_config(root, out_dir, *extra, **overrides):
 def read_metrics(out_dir):
     with open(os.path.join(out_dir, "metrics.jsonl")) as f:
         return [json.loads(line) for line in f]
-
-
-def test_lr_schedule_warms_up_then_decays_to_the_floor():
-    factors = [lr_factor(s, 4, 20, 0.1) for s in range(21)]
-    assert factors[:4] == [0.25, 0.5, 0.75, 1.0] and factors[4] == 1.0
-    assert all(a >= b for a, b in zip(factors[4:], factors[5:]))
-    assert factors[20] == pytest.approx(0.1)
 
 
 def test_short_run_loss_falls_and_pck_rises(tiny_root, tmp_path):
@@ -155,3 +148,31 @@ def test_cpu_amp_trains_in_bf16_and_is_off_by_default(tiny_root, tmp_path, capsy
     records = read_metrics(tmp_path / "run")
     assert len(records) == 2 and records[-1]["loss"] < records[0]["loss"]
     assert all(0 <= r["val"]["pck_torso"] <= 1 for r in records)
+
+
+def test_time_limit_is_a_config_error_when_not_positive(tiny_root, tmp_path):
+    from posefast.config import ConfigError
+
+    with pytest.raises(ConfigError, match="time_limit_min"):
+        tiny_config(tiny_root, tmp_path / "x", "--time_limit_min", "0")
+
+
+def test_a_run_over_its_time_limit_stops_with_its_schedule_ended(tiny_root, tmp_path):
+    # a limit far below one epoch's time: the first epoch runs, then the plan shrinks to it
+    cfg = tiny_config(tiny_root, tmp_path / "run", synthetic_train=24, synthetic_val=8, epochs=5, batch_size=8,
+                      time_limit_min=1e-5)
+    train(cfg)
+    records = read_metrics(tmp_path / "run")
+    assert [(r["epoch"], r["epochs"]) for r in records] == [(1, 1)]
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    steps = last["scheduler"]["last_epoch"]  # the steps taken: the shortened schedule ends on them
+    assert steps > 0 and last["scheduler"]["lr_lambdas"][0]["total_steps"] == steps
+
+
+def test_a_generous_time_limit_changes_nothing(tiny_root, tmp_path):
+    common = dict(synthetic_train=24, synthetic_val=8, epochs=2, batch_size=8)
+    train(tiny_config(tiny_root, tmp_path / "plain", **common))
+    train(tiny_config(tiny_root, tmp_path / "budget", time_limit_min=600.0, **common))
+    a, b = read_metrics(tmp_path / "plain"), read_metrics(tmp_path / "budget")
+    assert [r["epochs"] for r in b] == [2, 2]
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]

@@ -1,0 +1,39 @@
+"""The learning-rate schedule and the wall-clock budget that shortens it."""
+import pytest
+import torch
+
+from posefast.schedule import TimeBudget, WarmupCosine, lr_factor
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor():
+    factors = [lr_factor(s, 4, 20, 0.1) for s in range(21)]
+    assert factors[:4] == [0.25, 0.5, 0.75, 1.0] and factors[4] == 1.0
+    assert all(a >= b for a, b in zip(factors[4:], factors[5:]))
+    assert factors[20] == pytest.approx(0.1)
+
+
+def test_warmup_cosine_state_survives_lambdalr_state_dict():
+    make = lambda total: torch.optim.lr_scheduler.LambdaLR(  # noqa: E731
+        torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), WarmupCosine(2, total, 0.0))
+    a = make(10)
+    a.lr_lambdas[0].total_steps = 6  # as a time budget leaves it
+    b = make(10)
+    b.load_state_dict(a.state_dict())
+    assert b.lr_lambdas[0].total_steps == 6 and b.lr_lambdas[0](6) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("now, expected", [
+    (10.0, 10),   # 110 s left, 10 s per epoch: all 10 planned fit (3 done + 11 > 10)
+    (60.0, 9),    # 60 s left: 6 more
+    (115.0, 3),   # 5 s left: none more
+    (500.0, 3),   # already over: never fewer than done
+])
+def test_time_budget_keeps_the_epochs_that_fit(now, expected):
+    budget = TimeBudget(2.0, start_s=0.0)
+    assert budget.epochs_that_fit(epochs_done=3, planned=10, last_epoch_s=10.0, now_s=now) == expected
+
+
+@pytest.mark.parametrize("minutes", [0, -1.0])
+def test_time_budget_rejects_a_non_positive_limit(minutes):
+    with pytest.raises(ValueError, match="time_limit_min"):
+        TimeBudget(minutes, start_s=0.0)
