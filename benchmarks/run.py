@@ -443,10 +443,11 @@ def main(argv=None):
         dump()
     if args.data or args.data_only:
         result["data"] = bench_data(args, device)
-        print(f"\n# data: {json.dumps(result['data'])}")
+        print(f"\n# data: {json.dumps(result['data'])}", flush=True)
+        dump()  # kept even if the training benchmark below is cut short
     if args.train:
         result["train"] = bench_train(args, device)
-        print(f"\n# train: {json.dumps(result['train'])}")
+        print(f"\n# train: {json.dumps(result['train'])}", flush=True)
     if hasattr(os, "getloadavg"):
         meta["loadavg_at_end"] = os.getloadavg()
     dump()
