@@ -262,12 +262,29 @@ PF_HD bool pck_valid(V visible, T norm, T gx, T gy) {
   return visible > V(0) && norm > T(0) && pf_isfinite(gx) && pf_isfinite(gy);
 }
 
+// a^2 + b^2 rounded after each product and the sum, on both sides: nvcc contracts a plain
+// a * a + b * b into a fused multiply-add by default, which can move the result by an ulp
+// from the CPU's and so flip a PCK count at a threshold (the counts must agree exactly).
+PF_HD float pf_sum_squares(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(__fmul_rn(a, a), __fmul_rn(b, b));
+#else
+  return a * a + b * b;
+#endif
+}
+
+PF_HD double pf_sum_squares(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dadd_rn(__dmul_rn(a, a), __dmul_rn(b, b));
+#else
+  return a * a + b * b;
+#endif
+}
+
 // Normalised distance ||pred - gt|| / norm (NaN for a non-finite prediction).
 template <typename T>
 PF_HD T pck_distance(T px, T py, T gx, T gy, T norm) {
-  const T dx = px - gx;
-  const T dy = py - gy;
-  return pf_sqrt(dx * dx + dy * dy) / norm;
+  return pf_sqrt(pf_sum_squares(px - gx, py - gy)) / norm;
 }
 
 // Strict hit test, as mmpose's keypoint_pck_accuracy: distance < threshold.
