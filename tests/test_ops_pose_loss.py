@@ -259,3 +259,42 @@ def test_torch_compile_fullgraph_forward_and_backward():
     torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(parts, ref_parts, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(z.grad, ref_z.grad, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_contiguous_logits_at_an_unaligned_address(device, dtype):
+    """Logits one element into their storage: no 16-byte vector loads on them; same loss and
+    gradient as an aligned copy."""
+    logits, kp, vis, weights = make_inputs((2, 17, 16, 12), dtype, device, seed=31)
+    flat = torch.empty(1 + logits.numel(), dtype=dtype, device=device)
+    z = flat[1:].view(logits.shape).copy_(logits).requires_grad_()
+    assert z.is_contiguous() and z.data_ptr() % 16 != 0
+    z_aligned = logits.clone().requires_grad_()
+    loss, parts = pose_loss(z, kp, vis, 2.0, weights)
+    loss_aligned, parts_aligned = pose_loss(z_aligned, kp, vis, 2.0, weights)
+    torch.testing.assert_close(loss, loss_aligned, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(parts, parts_aligned, rtol=1e-6, atol=1e-7)
+    loss.backward()
+    loss_aligned.backward()
+    tol = 1e-6 if dtype == torch.float32 else 1e-2
+    torch.testing.assert_close(z.grad.double(), z_aligned.grad.double(),
+                               atol=tol * z_aligned.grad.abs().max().item(), rtol=0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype, width", [(torch.float32, 8200), (torch.float64, 4200)])
+def test_maps_too_wide_for_the_factor_table(device, dtype, width):
+    """H + W beyond what the CUDA kernel keeps in shared memory (8192 float32 / 4096 float64
+    factors): the Gaussian is evaluated per pixel instead; same value and gradient."""
+    logits, kp, vis, weights = make_inputs((1, 2, 1, width), dtype, device, seed=32, hidden=0.0)
+    z = logits.clone().requires_grad_()
+    loss, parts = pose_loss(z, kp, vis, 3.0, weights, 0.1, 0.5, "bce")
+    loss.backward()
+    ref, ref_parts, ref_grad = reference(logits, kp, vis, 3.0, weights, 0.1, 0.5, "bce")
+    rtol = 1e-10 if dtype == torch.float64 else 2e-5
+    torch.testing.assert_close(loss.double(), ref, rtol=rtol, atol=rtol)
+    torch.testing.assert_close(parts.double(), ref_parts, rtol=rtol, atol=rtol)
+    gtol = 1e-10 if dtype == torch.float64 else 2e-5
+    torch.testing.assert_close(z.grad.double(), ref_grad, atol=gtol * ref_grad.abs().max().item(), rtol=0)
+

@@ -182,3 +182,23 @@ def test_torch_compile_fullgraph_forward_and_backward():
     ref.backward()
     torch.testing.assert_close(loss, ref, atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(h.grad, h_ref.grad, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_contiguous_input_at_an_unaligned_address(device, dtype):
+    """A contiguous view one element into its storage (what slicing a flat buffer gives): the
+    kernels' 16-byte vector loads must not be used on it; results as for an aligned copy."""
+    shape = (3, 17, 16, 12)  # W a multiple of every vector width: aligned, the vector path runs
+    flat = random_logits((1 + 3 * 17 * 16 * 12,), dtype, device, seed=21)
+    h = flat[1:].view(shape).requires_grad_()
+    assert h.is_contiguous() and h.data_ptr() % 16 != 0
+    h_aligned = h.detach().clone().requires_grad_()
+    out, out_aligned = soft_argmax(h, 1.5), soft_argmax(h_aligned, 1.5)
+    torch.testing.assert_close(out, out_aligned, atol=1e-5, rtol=1e-6)
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(22)).to(device)
+    out.backward(g)
+    out_aligned.backward(g)
+    tol = 1e-6 if dtype == torch.float32 else 1e-2
+    torch.testing.assert_close(h.grad.double(), h_aligned.grad.double(),
+                               atol=tol * h_aligned.grad.abs().max().item(), rtol=0)
