@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# One-shot GPU check for posefast: build the CUDA extension, run the CUDA op tests, benchmark.
+# The GPU session for posefast in one device call: build the CUDA extension, run
+# the CUDA op tests, the benchmarks, then (when the COCO copy is carried) the coco_best run
+# fitted to the time that is left.
 #
 #   bash benchmarks/device_check.sh            # from the repository root, on the GPU machine
 #
@@ -8,31 +10,40 @@
 # $OUT (default ./device_out) holds two files at every moment (benchmarks/device_pack.sh):
 # device_check.log (this script's whole output, with the time of each stage) and
 # device_check_results.tar.gz, rewritten every 20 s and at exit, so a run cut short still
-# brings back what it measured. In the tarball:
-#   env.txt                   nvidia-smi, python/torch/nvcc versions
-#   build.log                 the extension build (TORCH_CUDA_ARCH_LIST=9.0, FORCE_CUDA=1)
-#   pytest_cuda.log/.xml      the ops tests with the cuda param (pytest -m cuda)
-#   bench_cuda_nocompile.*    every op/size/dtype: eager reference vs posefast, and the fused
-#                             pose loss vs the unfused ops vs eager (B=128; ~1-2 min)
-#   bench_data_train.*        PoseLoader samples/s (256x192, from the crop cache) and training
-#                             images/s, end to end vs model-only (benchmarks/run.py --data --train)
-#   bench_cuda.*              float32 op rows with the torch.compile reference too (last: the
-#                             compiles are slow; the JSON is written after every row)
+# brings back what it measured. Stages (STAGES picks some, in this order):
+#   tests     pytest -m cuda over tests/test_ops_*.py (a per-test timeout where pytest-timeout
+#             is installed); if they fail, the CUDA op tests again under compute-sanitizer
+#             memcheck (memcheck.log) to name the faulting kernel
+#   bench     every op/size/dtype: eager reference vs posefast, and the fused pose loss vs the
+#             unfused ops vs eager (B=128)                            -> bench_cuda_nocompile.*
+#   data      PoseLoader samples/s (256x192, crop cache) and training images/s, end to end vs
+#             model-only (benchmarks/run.py --data --train)          -> bench_data_train.*
+#   coco      scripts/device_coco.sh with RUNS=best (COCO_RUNS), needs .carry/coco_kpts_small
+#             and a pycocotools wheel in .whl/; the training gets --time_limit_min fitted to
+#             what is left, so it ends with its schedule complete and is evaluated -> coco/
+#   compile   float32 op rows with the torch.compile reference too (slow compiles; the JSON is
+#             written after every row)                               -> bench_cuda.*
+# env.txt and build.log are in the tarball too.
 #
-# Knobs: PYTHON (default python3), MAX_JOBS (16), SKIP_BUILD=1 (reuse an in-place build),
-# DEADLINE_S (570), DEVICE=cpu (dry run of the same logic on a machine without a GPU: CPU
-# build, quick CPU benchmark; the cuda tests are then all skipped).
+# Knobs: PYTHON (default python3), MAX_JOBS (16), SKIP_BUILD=1 (reuse an in-place build, e.g. a
+# second call on the same warm machine: SKIP_BUILD=1 STAGES=compile DEADLINE_S=<left>),
+# STAGES, DEADLINE_S (570), COCO_RUNS (best), DEVICE=cpu (dry run of the same logic on a
+# machine without a GPU: CPU build, quick CPU benchmark; the cuda tests are then all skipped).
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-./device_out}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
 DEVICE="${DEVICE:-cuda}"
+STAGES=" ${STAGES:-tests bench data coco compile} "
+export PYTHONUNBUFFERED=1
 exec > >(tee -a "$OUT/device_check.log") 2>&1
 # shellcheck source=benchmarks/device_pack.sh
 source benchmarks/device_pack.sh
+export PACK_T0  # a nested script (the coco stage) keeps this script's deadline
 WORK=$(mktemp -d)
 start_packing "$WORK" "$OUT/device_check_results.tar.gz"
+want() { [[ "$STAGES" == *" $1 "* ]]; }
 
 status=0
 
@@ -53,31 +64,37 @@ if [ "${SKIP_BUILD:-0}" != "1" ]; then
 fi
 
 stage "import check"
-if ! "$PY" - <<EOF
-import torch, posefast.ops  # noqa: F401
-names = ("render_heatmaps", "soft_argmax_forward", "soft_argmax_backward", "pck_counts")
-print("torch.ops.posefast has:", [n for n in names if hasattr(torch.ops.posefast, n)])
-if "$DEVICE" == "cuda":
-    assert torch.cuda.is_available(), "no visible CUDA device"
-    x = torch.randn(2, 17, 64, 48, device="cuda")
-    print("soft_argmax on cuda:", posefast.ops.soft_argmax(x).shape)
-EOF
-then
-  echo "IMPORT CHECK FAILED"
-  exit 1
+"$PY" -c "import torch, posefast.ops; print('torch.ops.posefast loaded:', torch.ops.posefast.render_heatmaps)" \
+  || { echo "IMPORT FAILED: nothing else can run"; exit 1; }
+[ "$DEVICE" = "cuda" ] && { "$PY" -c "import torch; assert torch.cuda.is_available(), 'no visible CUDA device'" || exit 1; }
+
+if want tests; then
+  stage "CUDA op tests (pytest -m cuda tests/test_ops_*.py)"
+  per_test=()
+  "$PY" -c "import pytest_timeout" 2>/dev/null && per_test=(--timeout 60)
+  # the direct CUDA-vs-CPU file first: its failures say most
+  tests=(tests/test_ops_cuda.py tests/test_ops_render.py tests/test_ops_pck.py tests/test_ops_soft_argmax.py
+         tests/test_ops_pose_loss.py tests/test_ops_extension.py tests/test_ops_validation.py)
+  timeout "$(stage_limit 180)" "$PY" -m pytest -q -m cuda "${tests[@]}" "${per_test[@]}" -p no:cacheprovider \
+    --junitxml="$WORK/pytest_cuda.xml" > "$WORK/pytest_cuda.log" 2>&1
+  rc=$?
+  tail -25 "$WORK/pytest_cuda.log"
+  echo "pytest exit code: $rc"
+  if [ $rc -ne 0 ]; then
+    status=1
+    if [ "$DEVICE" = "cuda" ] && command -v compute-sanitizer >/dev/null; then
+      stage "the CUDA-vs-CPU tests under compute-sanitizer memcheck (tests failed)"
+      timeout "$(stage_limit 90)" compute-sanitizer --tool memcheck --print-limit 20 "$PY" -m pytest -x -q \
+        tests/test_ops_cuda.py -p no:cacheprovider > "$WORK/memcheck.log" 2>&1
+      echo "memcheck exit code: $?"
+      grep -m 20 -E "=========|FAILED|Error" "$WORK/memcheck.log"
+    fi
+  fi
 fi
 
-stage "CUDA op tests (pytest -m cuda tests/test_ops_*.py)"
-timeout "$(stage_limit 180)" "$PY" -m pytest -q -m cuda tests/test_ops_*.py --junitxml="$WORK/pytest_cuda.xml" \
-  -p no:cacheprovider > "$WORK/pytest_cuda.log" 2>&1
-rc=$?
-tail -25 "$WORK/pytest_cuda.log"
-echo "pytest exit code: $rc"
-[ $rc -ne 0 ] && status=1
-
 if [ "$DEVICE" = "cuda" ]; then
-  NOCOMPILE_ARGS=(--device cuda --no-compile --budget 0.4)
-  COMPILE_ARGS=(--device cuda --dtypes float32 --budget 0.4
+  NOCOMPILE_ARGS=(--device cuda --no-compile --budget 0.3)
+  COMPILE_ARGS=(--device cuda --dtypes float32 --budget 0.3
                 --ops render,soft_argmax,soft_argmax_bwd,soft_argmax_fwd_bwd,pck_counts)
   DATA_ARGS=(--device cuda --data-only --train --data-images 512 --data-batch 256 --data-batches 16)
 else
@@ -86,24 +103,44 @@ else
   DATA_ARGS=(--device cpu --data-only --data-images 32 --data-batch 8 --data-batches 2)
 fi
 
-stage "benchmark, eager vs posefast: benchmarks/run.py ${NOCOMPILE_ARGS[*]}"
-timeout "$(stage_limit 150)" "$PY" benchmarks/run.py "${NOCOMPILE_ARGS[@]}" --json "$WORK/bench_cuda_nocompile.json" \
-  2>&1 | tee "$WORK/bench_cuda_nocompile.txt"
-rc=$?
-echo "benchmark exit code: $rc"
-[ $rc -ne 0 ] && status=1
+if want bench; then
+  stage "benchmark, eager vs posefast: benchmarks/run.py ${NOCOMPILE_ARGS[*]}"
+  timeout "$(stage_limit 120)" "$PY" benchmarks/run.py "${NOCOMPILE_ARGS[@]}" --json "$WORK/bench_cuda_nocompile.json" \
+    2>&1 | tee "$WORK/bench_cuda_nocompile.txt"
+  rc=$?
+  echo "benchmark exit code: $rc"
+  [ $rc -ne 0 ] && status=1
+fi
 
-stage "data loader and training throughput: benchmarks/run.py ${DATA_ARGS[*]}"
-timeout "$(stage_limit 120)" "$PY" benchmarks/run.py "${DATA_ARGS[@]}" --json "$WORK/bench_data_train.json" 2>&1 | tee "$WORK/bench_data_train.txt"
-rc=$?
-echo "data/train benchmark exit code: $rc"
-[ $rc -ne 0 ] && status=1
+if want data; then
+  stage "data loader and training throughput: benchmarks/run.py ${DATA_ARGS[*]}"
+  timeout "$(stage_limit 90)" "$PY" benchmarks/run.py "${DATA_ARGS[@]}" --json "$WORK/bench_data_train.json" \
+    2>&1 | tee "$WORK/bench_data_train.txt"
+  rc=$?
+  echo "data/train benchmark exit code: $rc"
+  [ $rc -ne 0 ] && status=1
+fi
 
-stage "benchmark with torch.compile: benchmarks/run.py ${COMPILE_ARGS[*]}"
-timeout "$(stage_limit 330)" "$PY" benchmarks/run.py "${COMPILE_ARGS[@]}" --json "$WORK/bench_cuda.json" 2>&1 | tee "$WORK/bench_cuda.txt"
-rc=$?
-echo "benchmark exit code: $rc (124 = hit its time limit; rows so far are in bench_cuda.json)"
-[ $rc -ne 0 ] && status=1
+if want coco; then
+  if [ -f .carry/coco_kpts_small/train.json ]; then
+    stage "COCO: scripts/device_coco.sh, RUNS=${COCO_RUNS:-best}"
+    OUT="$WORK/coco" SKIP_BUILD=1 RUNS="${COCO_RUNS:-best}" PYTHON="$PY" DEVICE="$DEVICE" bash scripts/device_coco.sh
+    rc=$?
+    echo "coco exit code: $rc"
+    [ $rc -ne 0 ] && status=1
+  else
+    stage "COCO: skipped (no .carry/coco_kpts_small: see scripts/device_prepare.sh)"
+  fi
+fi
+
+if want compile; then
+  stage "benchmark with torch.compile: benchmarks/run.py ${COMPILE_ARGS[*]}"
+  timeout "$(stage_limit 330)" "$PY" benchmarks/run.py "${COMPILE_ARGS[@]}" --json "$WORK/bench_cuda.json" \
+    2>&1 | tee "$WORK/bench_cuda.txt"
+  rc=$?
+  echo "benchmark exit code: $rc (124 = hit its time limit; rows so far are in bench_cuda.json)"
+  [ $rc -ne 0 ] && status=1
+fi
 
 stage "done (status $status); results in $OUT/device_check_results.tar.gz (packed at exit)"
 exit $status

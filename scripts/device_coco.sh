@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The COCO accuracy runs (docs/RESULTS_COCO.md) on the GPU machine, in one call:
 #   bash scripts/device_coco.sh          # from the repository root, on the GPU machine
-# Needs, carried into the repository (both ignored by git):
+# Needs, carried into the repository (both ignored by git; scripts/device_prepare.sh makes them):
 #   .carry/coco_kpts_small/   cp -r ../shared/data/coco_kpts_small .carry/   (49 MB; a real
 #                             copy, not a link)
 #   .whl/                     a pycocotools wheel for the machine's Python (COCO AP), e.g.
@@ -11,8 +11,11 @@
 # order (default: "best topdown_unet topdown_simple image_unet image_simple ablations"; names
 # as scripts/coco_runs.sh takes them) with EXTRA appended to every training command (default:
 # the GPU schedule below; the configs are CPU-sized), while time is left before DEADLINE_S
-# (default 570 s after the start: one device call). A run that would start with under
-# MIN_RUN_S (120) seconds left is skipped, so time one run first (RUNS=best).
+# (default 570 s after the start: one device call). Each run's training gets
+# --time_limit_min = what is left minus EVAL_S (60 s) for its evaluation: it keeps the epochs
+# that fit and ends its cosine schedule on the last, so the first run may take all the time.
+# A run that would start with under MIN_RUN_S (90) seconds left is skipped.
+# benchmarks/device_check.sh runs this as its coco stage (RUNS=best).
 # $OUT holds two files at every moment (benchmarks/device_pack.sh): device_coco.log and
 # coco_runs.tar.gz (every run's metrics.jsonl, eval.json, train/eval logs, pictures and
 # tables.md; no checkpoints), rewritten every 20 s and at exit.
@@ -32,13 +35,15 @@ source benchmarks/device_pack.sh
 WORK=$(mktemp -d)
 start_packing "$WORK" "$OUT/coco_runs.tar.gz"
 
-if ls .whl/*.whl >/dev/null 2>&1; then
+WHEELS="${WHEELS:-.whl}"
+if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
   stage "install carried wheels"
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl \
     && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
-"$PY" -c "import pycocotools" 2>/dev/null || echo "WARNING: no pycocotools: evaluation fails (carry a wheel in .whl/)"
-[ -f "$DATA/train.json" ] || { echo "no dataset at $DATA (copy coco_kpts_small into .carry/)"; exit 1; }
+"$PY" -c "import pycocotools" 2>/dev/null \
+  || { echo "no pycocotools: the data and evaluation need it (scripts/device_prepare.sh puts a wheel in .whl/)"; exit 1; }
+[ -f "$DATA/train.json" ] || { echo "no dataset at $DATA (scripts/device_prepare.sh copies it into .carry/)"; exit 1; }
 
 if [ "${SKIP_BUILD:-0}" != "1" ]; then
   stage "build"
@@ -47,14 +52,17 @@ fi
 
 status=0
 for run in $RUNS; do
-  if [ "$(time_left)" -lt "${MIN_RUN_S:-120}" ]; then
-    stage "skipped: $run (under ${MIN_RUN_S:-120} s left)"
+  if [ "$(time_left)" -lt "${MIN_RUN_S:-90}" ]; then
+    stage "skipped: $run (under ${MIN_RUN_S:-90} s left)"
     continue
   fi
-  stage "run: $run (EXTRA=$EXTRA, data $DATA)"
+  # the training stops after the epoch that would overrun this budget, its schedule shortened
+  # to end there, and leaves EVAL_S for the evaluation and the tables
+  budget_min=$(awk -v s="$(( $(time_left) - ${EVAL_S:-60} ))" 'BEGIN { printf "%.2f", (s > 30 ? s : 30) / 60 }')
+  stage "run: $run (EXTRA=$EXTRA --time_limit_min $budget_min, data $DATA)"
   # coco_runs.sh trains, evaluates, then rewrites tables.md over every run in $WORK/runs
-  DATA_DIR="$DATA" PYTHON="$PY" timeout "$(stage_limit 100000)" bash scripts/coco_runs.sh "$WORK/runs" "$run" \
-    || { echo "run $run: exit code $? (124 = out of time)"; status=1; }
+  EXTRA="$EXTRA --time_limit_min $budget_min" DATA_DIR="$DATA" PYTHON="$PY" timeout "$(stage_limit 100000)" \
+    bash scripts/coco_runs.sh "$WORK/runs" "$run" || { echo "run $run: exit code $? (124 = out of time)"; status=1; }
 done
 stage "done (status $status); results in $OUT/coco_runs.tar.gz (packed at exit)"
 exit $status

@@ -4,10 +4,13 @@ result, also when the script is cut short by its time limit."""
 import os
 import signal
 import subprocess
+import sys
 import tarfile
 import textwrap
 import time
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,3 +76,23 @@ def test_stage_limit_shrinks_with_the_time_left(tmp_path):
     assert proc.returncode == 0, proc.stderr
     big, small, none_left = map(int, proc.stdout.split())
     assert 80 <= big <= 85 and small == 5 and none_left == 1
+
+
+@pytest.mark.slow
+def test_device_coco_dry_run_on_the_cpu(coco_dir, tmp_path):
+    """scripts/device_coco.sh as device_check.sh's coco stage calls it, on the CPU with a tiny
+    schedule: the training gets a time limit, is evaluated, and $OUT keeps two files whose
+    tarball holds the run's metrics and eval.json (no checkpoints)."""
+    extra = (f"--input_size 64,32 --train_subset 12 --val_subset 6 --epochs 2 --batch_size 8 --device cpu "
+             f"--pretrained none --cache_dir {tmp_path / 'cache'}")
+    proc = run_bash("bash scripts/device_coco.sh", tmp_path, timeout=900, DEVICE="cpu", SKIP_BUILD="1", RUNS="best",
+                    DATA_DIR=coco_dir, EXTRA=extra, DEADLINE_S="800", WHEELS=str(tmp_path / "no_wheels"),
+                    PYTHON=sys.executable)
+    log = (tmp_path / "out" / "device_coco.log").read_text()
+    assert proc.returncode == 0, log[-3000:]
+    assert "--time_limit_min" in log
+    assert sorted(os.listdir(tmp_path / "out")) == ["coco_runs.tar.gz", "device_coco.log"]
+    names = tar_names(tmp_path / "out" / "coco_runs.tar.gz")
+    assert {"runs/coco_best/metrics.jsonl", "runs/coco_best/eval/eval.json", "runs/tables.md"} <= set(names), names
+    assert not any(n.endswith(".pt") for n in names)
+
