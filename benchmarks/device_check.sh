@@ -103,23 +103,19 @@ else
   DATA_ARGS=(--device cpu --data-only --data-images 32 --data-batch 8 --data-batches 2)
 fi
 
-if want bench; then
-  stage "benchmark, eager vs posefast: benchmarks/run.py ${NOCOMPILE_ARGS[*]}"
-  timeout "$(stage_limit 120)" "$PY" benchmarks/run.py "${NOCOMPILE_ARGS[@]}" --json "$WORK/bench_cuda_nocompile.json" \
-    2>&1 | tee "$WORK/bench_cuda_nocompile.txt"
-  rc=$?
-  echo "benchmark exit code: $rc"
+# bench_stage NAME MAX_SECONDS JSON_BASENAME ARGS...: benchmarks/run.py ARGS, its table and JSON in $WORK
+bench_stage() {
+  local name=$1 limit=$2 base=$3
+  shift 3
+  stage "$name: benchmarks/run.py $*"
+  timeout "$(stage_limit "$limit")" "$PY" benchmarks/run.py "$@" --json "$WORK/$base.json" 2>&1 | tee "$WORK/$base.txt"
+  local rc=$?
+  echo "$name exit code: $rc (124 = hit its time limit; the rows so far are in $base.json)"
   [ $rc -ne 0 ] && status=1
-fi
+}
 
-if want data; then
-  stage "data loader and training throughput: benchmarks/run.py ${DATA_ARGS[*]}"
-  timeout "$(stage_limit 90)" "$PY" benchmarks/run.py "${DATA_ARGS[@]}" --json "$WORK/bench_data_train.json" \
-    2>&1 | tee "$WORK/bench_data_train.txt"
-  rc=$?
-  echo "data/train benchmark exit code: $rc"
-  [ $rc -ne 0 ] && status=1
-fi
+want bench && bench_stage "benchmark, eager vs posefast" 120 bench_cuda_nocompile "${NOCOMPILE_ARGS[@]}"
+want data && bench_stage "data loader and training throughput" 90 bench_data_train "${DATA_ARGS[@]}"
 
 if want coco; then
   if [ -f .carry/coco_kpts_small/train.json ]; then
@@ -133,14 +129,7 @@ if want coco; then
   fi
 fi
 
-if want compile; then
-  stage "benchmark with torch.compile: benchmarks/run.py ${COMPILE_ARGS[*]}"
-  timeout "$(stage_limit 330)" "$PY" benchmarks/run.py "${COMPILE_ARGS[@]}" --json "$WORK/bench_cuda.json" \
-    2>&1 | tee "$WORK/bench_cuda.txt"
-  rc=$?
-  echo "benchmark exit code: $rc (124 = hit its time limit; rows so far are in bench_cuda.json)"
-  [ $rc -ne 0 ] && status=1
-fi
+want compile && bench_stage "benchmark with torch.compile" 330 bench_cuda "${COMPILE_ARGS[@]}"
 
 stage "done (status $status); results in $OUT/device_check_results.tar.gz (packed at exit)"
 exit $status

@@ -265,17 +265,14 @@ PF_HD bool pck_valid(V visible, T norm, T gx, T gy) {
 // a^2 + b^2 rounded after each product and the sum, on both sides: nvcc contracts a plain
 // a * a + b * b into a fused multiply-add by default, which can move the result by an ulp
 // from the CPU's and so flip a PCK count at a threshold (the counts must agree exactly).
-PF_HD float pf_sum_squares(float a, float b) {
+template <typename T>
+PF_HD T pf_sum_squares(T a, T b) {
 #if defined(__CUDA_ARCH__)
-  return __fadd_rn(__fmul_rn(a, a), __fmul_rn(b, b));
-#else
-  return a * a + b * b;
-#endif
-}
-
-PF_HD double pf_sum_squares(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dadd_rn(__dmul_rn(a, a), __dmul_rn(b, b));
+  if constexpr (sizeof(T) == sizeof(float)) {
+    return __fadd_rn(__fmul_rn(a, a), __fmul_rn(b, b));
+  } else {
+    return __dadd_rn(__dmul_rn(a, a), __dmul_rn(b, b));
+  }
 #else
   return a * a + b * b;
 #endif
