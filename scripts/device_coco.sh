@@ -28,7 +28,7 @@ PY="${PYTHON:-python3}"
 DEVICE="${DEVICE:-cuda}"
 DATA="${DATA_DIR:-.carry/coco_kpts_small}"
 RUNS="${RUNS:-best topdown_unet topdown_simple image_unet image_simple ablations}"
-export EXTRA="${EXTRA:---input_size 256,192 --batch_size 128 --lr 4e-3 --epochs 40 --device $DEVICE}"
+export EXTRA="${EXTRA:---input_size 256,192 --batch_size 128 --lr 4e-3 --epochs 60 --device $DEVICE}"
 exec > >(tee -a "$OUT/device_coco.log") 2>&1
 # shellcheck source=benchmarks/device_pack.sh
 source benchmarks/device_pack.sh
