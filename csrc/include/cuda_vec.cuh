@@ -35,7 +35,9 @@ __device__ __forceinline__ SoftArgmaxState<T> shfl_down_state(const SoftArgmaxSt
 }
 
 // Reduces every thread's state into thread 0's (valid in thread 0 only).
-// BLOCK must be a multiple of 32 and at most 1024.
+// BLOCK must be a multiple of 32, at most 1024, and equal to blockDim.x; every thread of
+// the block calls it. Once per kernel: no barrier precedes the write of `partial`, so a
+// second call would race with the first one's reads.
 template <typename T, int BLOCK>
 __device__ __forceinline__ SoftArgmaxState<T> block_reduce_state(SoftArgmaxState<T> st) {
   constexpr int WARPS = BLOCK / 32;
