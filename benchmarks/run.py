@@ -36,7 +36,7 @@ import torch  # noqa: E402
 
 import kernels_py  # noqa: E402
 from pose_loss_bench import bench_pose_loss, format_rows  # noqa: E402
-from timing import copy_bandwidth, device_name, llc_bytes, synchronize, time_fn  # noqa: E402
+from timing import copy_bandwidth, device_name, llc_bytes, steady_cpu_allocator, synchronize, time_fn  # noqa: E402
 from posefast import ops as pf  # noqa: E402
 
 NUM_JOINTS = 17
@@ -409,7 +409,8 @@ def main(argv=None):
             "cuda": torch.version.cuda if device.type == "cuda" else None,
             "threads": torch.get_num_threads(), "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "python": platform.python_version(),
-            "loadavg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None}
+            "loadavg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+            "cpu_allocator": steady_cpu_allocator()}
     result = {"meta": meta, "rows": []}
     print(f"# posefast benchmarks on {meta['device']}, torch {meta['torch']}, {meta['date']}", flush=True)
 
