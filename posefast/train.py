@@ -377,18 +377,15 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
         net = torch.compile(net)
     epochs = cfg.epochs  # the plan; a time budget may shorten it (and the schedule with it)
     budget = TimeBudget(cfg.time_limit_min, time.perf_counter()) if cfg.time_limit_min else None
-    saving_s = 0.0
+    mark = time.perf_counter()  # from one budget check to the next: an epoch plus the saving before it
     for epoch in range(start_epoch, cfg.epochs):
-        if epoch >= epochs:
-            break
-        epoch_start = time.perf_counter()
         train_stats = train_one_epoch(net, loss_fn, train_loader, optimizer, scheduler, cfg, ctx, epoch)
         broadcast_buffers(ctx, model)
         val_stats = evaluate(model, loss_fn, val_loader, cfg, ctx)
-        if budget is not None:  # the epoch's time: training, validation and (last epoch's) saving
-            epochs = fit_epochs_to_budget(budget, epoch + 1, epochs, time.perf_counter() - epoch_start + saving_s,
-                                          scheduler, len(train_loader), ctx)
-        saving_start = time.perf_counter()
+        if budget is not None:
+            now = time.perf_counter()
+            epochs = fit_epochs_to_budget(budget, epoch + 1, epochs, now - mark, scheduler, len(train_loader), ctx)
+            mark = now
         if ctx.is_main:
             record = {"epoch": epoch + 1, "epochs": epochs, "step": scheduler.last_epoch, **train_stats,
                       "world_size": ctx.world_size, "pretrained": pretrained, "val": val_stats}
@@ -405,8 +402,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
             tqdm.write(log_line(epoch + 1, epochs, cfg, train_stats, val_stats))
             write_training_pictures(out_dir, model, val_loader, val_stats, cfg)
         barrier(ctx)
-        saving_s = time.perf_counter() - saving_start
-        if stop_after is not None and epoch + 1 - start_epoch >= stop_after:
+        if epoch + 1 >= epochs or (stop_after is not None and epoch + 1 - start_epoch >= stop_after):
             break
     return record
 
