@@ -73,7 +73,9 @@ class TrainConfig:
     warmup_epochs: float = 0.5
     min_lr_ratio: float = 0.01  # cosine floor, as a fraction of lr
     epochs: int = 10
-    time_limit_min: Optional[float] = None  # wall-clock budget: keep the epochs that fit, the schedule ending on the last
+    # wall-clock budget from the run's start (data preparation included): keep the epochs that
+    # fit, the schedule ending on the last
+    time_limit_min: Optional[float] = None
     batch_size: int = 16
     grad_clip: float = 1.0  # max global grad norm; 0 disables
     # system

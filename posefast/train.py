@@ -331,6 +331,7 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> dict | None:
 
 
 def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict | None:
+    started = time.perf_counter()  # a time budget counts the data preparation (crop caches) too
     out_dir = os.path.abspath(cfg.out_dir)
     last_path, best_path = os.path.join(out_dir, "last.pt"), os.path.join(out_dir, "best.pt")
     if cfg.resume and not os.path.isfile(last_path):
@@ -376,7 +377,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
     if cfg.compile:
         net = torch.compile(net)
     epochs = cfg.epochs  # the plan; a time budget may shorten it (and the schedule with it)
-    budget = TimeBudget(cfg.time_limit_min, time.perf_counter()) if cfg.time_limit_min else None
+    budget = TimeBudget(cfg.time_limit_min, started) if cfg.time_limit_min else None
     mark = time.perf_counter()  # from one budget check to the next: an epoch plus the saving before it
     for epoch in range(start_epoch, cfg.epochs):
         train_stats = train_one_epoch(net, loss_fn, train_loader, optimizer, scheduler, cfg, ctx, epoch)

@@ -161,6 +161,7 @@ def test_benchmark_loader_reports_throughput(dataset):
     assert benchmark_loader(loader, num_batches=3, warmup=1) > 0
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a visible CUDA GPU")
 @pytest.mark.parametrize("augment", [None, AugmentConfig(half_body_prob=0.3)])
 def test_cuda_batches_match_cpu(dataset, augment):
