@@ -66,6 +66,8 @@ if [ "${SKIP_BUILD:-0}" != "1" ]; then
   OUT="$WORK" BUILD_TIMEOUT="$(stage_limit 300)" PYTHON="$PY" DEVICE="$DEVICE" bash benchmarks/device_build.sh || exit 1
 fi
 
+install_wheels "${WHEELS:-.whl}"  # pycocotools: the loader's CUDA test and the coco stage
+
 stage "import check"
 "$PY" -c "import torch, posefast.ops; print('torch.ops.posefast loaded:', torch.ops.posefast.render_heatmaps)" \
   || { echo "IMPORT FAILED: nothing else can run"; exit 1; }
@@ -75,6 +77,8 @@ if want tests; then
   stage "CUDA op tests (pytest -m cuda tests/test_ops_*.py)"
   per_test=()
   "$PY" -c "import pytest_timeout" 2>/dev/null && per_test=(--timeout 60)
+  # the loader's CPU-vs-CUDA test reads the COCO copy (carried as .carry/coco_kpts_small)
+  [ -f .carry/coco_kpts_small/train.json ] && export POSEFAST_COCO_DIR="$PWD/.carry/coco_kpts_small"
   # the direct CUDA-vs-CPU file first: its failures say most
   tests=(tests/test_ops_cuda.py tests/test_ops_render.py tests/test_ops_pck.py tests/test_ops_soft_argmax.py
          tests/test_ops_pose_loss.py tests/test_ops_extension.py tests/test_ops_validation.py

@@ -12,7 +12,8 @@
 # Also: time_left (seconds until DEADLINE_S after the script's start, default 570, so the
 # whole script ends inside the tool's 600 s limit), stage_limit N (N, or less when less
 # time is left; at least 1), for `timeout "$(stage_limit 300)" CMD`, and stage TEXT (a log
-# heading with the time spent and left).
+# heading with the time spent and left), and install_wheels DIR (pip-installs the wheels in DIR,
+# carried for packages the GPU machine lacks, into /tmp/site and puts that on PYTHONPATH).
 
 PACK_T0=${PACK_T0:-$(date +%s)}
 
@@ -48,4 +49,11 @@ stage_limit() {  # stage_limit MAX_SECONDS
 stage() {  # stage TEXT
   echo
   echo "=== [$(( $(date +%s) - PACK_T0 ))s, $(time_left)s left] $*"
+}
+
+install_wheels() {  # install_wheels DIR: carried wheels (e.g. pycocotools) for ${PY:-python3}
+  ls "$1"/*.whl >/dev/null 2>&1 || return 0
+  stage "install carried wheels ($1)"
+  "${PY:-python3}" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    "$1"/*.whl && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 }

@@ -35,12 +35,8 @@ source benchmarks/device_pack.sh
 WORK=$(mktemp -d)
 start_packing "$WORK" "$OUT/coco_runs.tar.gz"
 
-WHEELS="${WHEELS:-.whl}"
-if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
-  stage "install carried wheels"
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl \
-    && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
-fi
+# benchmarks/device_check.sh has installed them already when it runs this as its coco stage
+"$PY" -c "import pycocotools" 2>/dev/null || install_wheels "${WHEELS:-.whl}"
 "$PY" -c "import pycocotools" 2>/dev/null \
   || { echo "no pycocotools: the data and evaluation need it (scripts/device_prepare.sh puts a wheel in .whl/)"; exit 1; }
 [ -f "$DATA/train.json" ] || { echo "no dataset at $DATA (scripts/device_prepare.sh copies it into .carry/)"; exit 1; }
