@@ -30,6 +30,7 @@ def want_cuda():
 def extension(force_cuda: bool = False):
     csrc = os.path.join("csrc")
     sources = [os.path.join(csrc, "posefast_ops.cpp")] + sorted(glob.glob(os.path.join(csrc, "cpu", "*.cpp")))
+    sources += sorted(glob.glob(os.path.join(csrc, "autograd", "*.cpp")))
     cxx = ["-O3"]
     if sys.platform.startswith("linux"):
         # at::parallel_for is inline in ATen's headers: with torch's OpenMP backend it is a

@@ -90,21 +90,5 @@ def _backward_fake(grad_loss, logits, keypoints, visible, joint_weights, coords,
     return torch.empty_like(logits, memory_format=torch.contiguous_format)
 
 
-def _setup_context(ctx, inputs, output):
-    logits, keypoints, visible, joint_weights, sigma, coord_weight, beta, heatmap_loss = inputs
-    _, coords, logsumexp, norm = output
-    ctx.mark_non_differentiable(coords, logsumexp, norm)
-    ctx.save_for_backward(logits, keypoints, visible, joint_weights, coords, logsumexp, norm)
-    ctx.args = (sigma, coord_weight, beta, heatmap_loss)
-
-
-def _backward(ctx, grad_loss, _grad_coords, _grad_lse, _grad_norm):
-    logits, keypoints, visible, joint_weights, coords, logsumexp, norm = ctx.saved_tensors
-    grad = None
-    if ctx.needs_input_grad[0]:
-        grad = torch.ops.posefast.pose_loss_backward(grad_loss, logits, keypoints, visible, joint_weights, coords,
-                                                     logsumexp, norm, *ctx.args)
-    return grad, None, None, None, None, None, None, None
-
-
-torch.library.register_autograd("posefast::pose_loss_forward", _backward, setup_context=_setup_context)
+# Autograd is registered in C++ (csrc/autograd/pose_loss.cpp): pose_loss_backward writes the
+# logits' gradient once; only the loss [3] output is differentiable.

@@ -48,20 +48,5 @@ def _backward_fake(grad_coords, heatmaps, coords, logsumexp, beta):
     return torch.empty_like(heatmaps, memory_format=torch.contiguous_format)
 
 
-def _setup_context(ctx, inputs, output):
-    heatmaps, beta = inputs
-    coords, logsumexp = output
-    ctx.mark_non_differentiable(logsumexp)
-    ctx.save_for_backward(heatmaps, coords, logsumexp)
-    ctx.beta = beta
-
-
-def _backward(ctx, grad_coords, _grad_logsumexp):
-    heatmaps, coords, logsumexp = ctx.saved_tensors
-    grad = None
-    if ctx.needs_input_grad[0]:
-        grad = torch.ops.posefast.soft_argmax_backward(grad_coords, heatmaps, coords, logsumexp, ctx.beta)
-    return grad, None
-
-
-torch.library.register_autograd("posefast::soft_argmax_forward", _backward, setup_context=_setup_context)
+# Autograd is registered in C++ (csrc/autograd/soft_argmax.cpp): soft_argmax_backward writes the
+# heatmaps' gradient once.
