@@ -91,6 +91,10 @@ class TrainConfig:
     out_dir: str = "runs/synthetic_simple"
     resume: bool = False  # continue from out_dir/last.pt
     progress: bool = True  # tqdm bars
+    # val_overlay / per_joint_pck / curves PNGs: after the last epoch, and after any epoch that
+    # ends this many seconds after the previous pictures (0: every epoch). They cost about a
+    # second per write, which on a GPU is longer than a training epoch of the COCO subset.
+    pictures_interval_s: float = 30.0
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -217,6 +221,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name in ("lr", "sigma", "beta", "pck_threshold"):
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"{name} must be > 0, got {getattr(cfg, name)}")
+    if not cfg.pictures_interval_s >= 0:
+        raise ConfigError(f"pictures_interval_s must be >= 0 seconds, got {cfg.pictures_interval_s}")
     if cfg.time_limit_min is not None and not cfg.time_limit_min > 0:
         raise ConfigError(f"time_limit_min must be > 0 minutes (or none), got {cfg.time_limit_min}")
     if cfg.warmup_epochs < 0 or cfg.grad_clip < 0 or not 0 <= cfg.min_lr_ratio <= 1:

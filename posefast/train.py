@@ -379,6 +379,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
     epochs = cfg.epochs  # the plan; a time budget may shorten it (and the schedule with it)
     budget = TimeBudget(cfg.time_limit_min, started) if cfg.time_limit_min else None
     mark = time.perf_counter()  # from one budget check to the next: an epoch plus the saving before it
+    pictures_at = -math.inf  # when the training pictures were last written
     for epoch in range(start_epoch, cfg.epochs):
         train_stats = train_one_epoch(net, loss_fn, train_loader, optimizer, scheduler, cfg, ctx, epoch)
         broadcast_buffers(ctx, model)
@@ -401,9 +402,12 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
             if improved:
                 save_checkpoint(best_path, **state, weights_only=True)
             tqdm.write(log_line(epoch + 1, epochs, cfg, train_stats, val_stats))
+        last = epoch + 1 >= epochs or (stop_after is not None and epoch + 1 - start_epoch >= stop_after)
+        if ctx.is_main and (last or time.perf_counter() - pictures_at >= cfg.pictures_interval_s):
             write_training_pictures(out_dir, model, val_loader, val_stats, cfg)
+            pictures_at = time.perf_counter()
         barrier(ctx)
-        if epoch + 1 >= epochs or (stop_after is not None and epoch + 1 - start_epoch >= stop_after):
+        if last:
             break
     return record
 

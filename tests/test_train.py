@@ -176,3 +176,29 @@ def test_a_generous_time_limit_changes_nothing(tiny_root, tmp_path):
     a, b = read_metrics(tmp_path / "plain"), read_metrics(tmp_path / "budget")
     assert [r["epochs"] for r in b] == [2, 2]
     assert [r["loss"] for r in a] == [r["loss"] for r in b]
+
+
+@pytest.mark.parametrize("interval, epochs_with_pictures", [(0.0, [1, 2, 3]), (3600.0, [1, 3])])
+def test_pictures_after_the_first_and_last_epoch_and_every_interval(tiny_root, tmp_path, monkeypatch,
+                                                                    interval, epochs_with_pictures):
+    import posefast.train as train_module
+
+    written = []
+    real = train_module.write_training_pictures
+
+    def record(out_dir, model, val_loader, val_record, cfg):
+        written.append(len(read_metrics(out_dir)))  # the epochs logged so far
+        real(out_dir, model, val_loader, val_record, cfg)
+
+    monkeypatch.setattr(train_module, "write_training_pictures", record)
+    train(tiny_config(tiny_root, tmp_path / "run", synthetic_train=24, synthetic_val=8, epochs=3, batch_size=8,
+                      pictures_interval_s=interval))
+    assert written == epochs_with_pictures
+    assert {"val_overlay.png", "per_joint_pck.png", "curves.png"} <= set(os.listdir(tmp_path / "run"))
+
+
+def test_pictures_interval_is_a_config_error_when_negative(tiny_root, tmp_path):
+    from posefast.config import ConfigError
+
+    with pytest.raises(ConfigError, match="pictures_interval_s"):
+        tiny_config(tiny_root, tmp_path / "x", "--pictures_interval_s", "-1")
