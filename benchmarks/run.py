@@ -36,7 +36,8 @@ import torch  # noqa: E402
 
 import kernels_py  # noqa: E402
 from pose_loss_bench import bench_pose_loss, format_rows  # noqa: E402
-from timing import copy_bandwidth, device_name, llc_bytes, steady_cpu_allocator, synchronize, time_fn  # noqa: E402
+from timing import (copy_bandwidth, device_name, graph_replay_times, llc_bytes, steady_cpu_allocator,  # noqa: E402
+                    synchronize, time_fn)
 from posefast import ops as pf  # noqa: E402
 
 NUM_JOINTS = 17
@@ -256,15 +257,8 @@ def run_case(case, device, args, copy_gbs):
         # the posefast op replayed from a CUDA graph: device time without the Python and
         # launch overhead (what the kernels cost inside a captured training step)
         try:
-            graphs = []
-            for a in arg_sets:
-                g = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(g):
-                    case.posefast(*a)
-                graphs.append((g,))
-            samples = time_fn(lambda g: g.replay(), graphs, device, args.repeats, warmup, args.budget / args.rounds)
-            row["graph_us"] = statistics.median(samples)
-            del graphs
+            row["graph_us"] = statistics.median(graph_replay_times(case.posefast, arg_sets, device, args.repeats,
+                                                                   warmup, args.budget / args.rounds))
         except Exception as exc:
             msg = str(exc).splitlines()[0][:200] if str(exc) else ""
             row["graph_error"] = f"{type(exc).__name__}: {msg}"

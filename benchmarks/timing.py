@@ -84,6 +84,20 @@ def time_fn(fn, arg_sets, device, repeats, warmup, budget_s):
     return times
 
 
+def graph_replay_times(fn, arg_sets, device, repeats, warmup, budget_s):
+    """CUDA: ``fn(*args)`` captured once per input set in a CUDA graph, and the replays
+    timed like :func:`time_fn`. That is the device time without the Python, dispatch and
+    launch overhead: what the kernels cost inside a captured training step. ``fn`` must have
+    run eagerly before (capture needs its lazy initialisation done)."""
+    graphs = []
+    for args in arg_sets:
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fn(*args)
+        graphs.append((graph,))
+    return time_fn(lambda graph: graph.replay(), graphs, device, repeats, warmup, budget_s)
+
+
 def copy_bandwidth(device, nbytes, repeats, budget_s):
     """GB/s of a large device-to-device copy, counting bytes read + written."""
     src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()

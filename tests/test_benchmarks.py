@@ -46,3 +46,17 @@ def test_unknown_op_is_an_error(bench_run, capsys):
     with pytest.raises(SystemExit):
         bench_run.main(["--device", "cpu", "--ops", "softargmax"])
     assert "unknown op 'softargmax'" in capsys.readouterr().err
+
+
+def test_pose_loss_table_shows_the_graph_columns_only_when_measured():
+    bench = import_script("benchmarks", "pose_loss_bench")
+    row = {"dtype": "float32", "size": "B2 16x12", "eager_us": 30.0, "unfused_us": 20.0, "fused_us": 10.0,
+           "fused_vs_unfused": 2.0, "fused_vs_eager": 3.0, "fused_gbps": 1.0, "floor_x": 4.0}
+    plain = bench.format_rows([row])
+    assert "graph" not in plain and plain.splitlines()[-1].endswith("| 4.00 |")
+    replayed = bench.format_rows([{**row, "fused_graph_us": 5.0, "graph_floor_x": 2.0},
+                                  {**row, "size": "B4 16x12", "graph_error": "RuntimeError: capture failed"}])
+    lines = replayed.splitlines()
+    assert lines[0].endswith("fused graph us | graph x floor |")
+    assert lines[2].endswith("| 4.00 | 5 | 2.00 |") and lines[3].endswith("| 4.00 | - | - |")
+    assert lines[4] == "CUDA graph failed for pose_loss float32 B4 16x12: RuntimeError: capture failed"
