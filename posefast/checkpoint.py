@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 
 import numpy as np
 import torch
@@ -48,9 +49,9 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: str, *, model, optimizer, scheduler, scaler, epoch: int, config: dict, metrics: dict,
-                    best: float, pretrained: bool, weights_only: bool = False) -> None:
-    """Write a checkpoint atomically to ``path`` (``weights_only``: without what resuming needs)."""
+def checkpoint_payload(*, model, optimizer, scheduler, scaler, epoch: int, config: dict, metrics: dict,
+                       best: float, pretrained: bool, weights_only: bool = False) -> dict:
+    """The mapping a checkpoint holds (``weights_only``: without what resuming needs)."""
     payload = {
         "model": unwrap(model).state_dict(),
         "epoch": epoch,
@@ -62,9 +63,81 @@ def save_checkpoint(path: str, *, model, optimizer, scheduler, scaler, epoch: in
     if not weights_only:
         payload.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                        scaler=scaler.state_dict() if scaler is not None else None, rng=rng_state())
+    return payload
+
+
+def write_payload(payload: dict, path: str) -> None:
+    """``torch.save`` to a temporary file, then rename: never a truncated ``path``."""
     tmp = f"{path}.tmp{os.getpid()}"
     torch.save(payload, tmp)
     os.replace(tmp, path)
+
+
+def save_checkpoint(path: str, *, weights_only: bool = False, **state) -> None:
+    """Write a checkpoint atomically to ``path`` (``weights_only``: without what resuming needs)."""
+    write_payload(checkpoint_payload(weights_only=weights_only, **state), path)
+
+
+WEIGHTS_ONLY_KEYS = ("model", "epoch", "config", "metrics", "best", "pretrained")
+
+
+def snapshot(obj):
+    """``obj`` with every tensor replaced by a detached copy in CPU memory (through nested
+    dicts, lists and tuples): a state that later training steps cannot change."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return type(obj)((key, snapshot(value)) for key, value in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(snapshot(value) for value in obj)
+    return obj
+
+
+class BackgroundCheckpointer:
+    """Checkpoints written by a background thread, so training does not wait for the disk.
+
+    ``save`` snapshots the state at once (its tensors copied to CPU memory, the random
+    generators' states read), then waits for the previous write and hands this one to a
+    thread. ``wait`` (and ``close``, for ``with``) returns once the last write has landed. A
+    failed write raises, naming the path, from the next ``save`` or ``wait``: never lost.
+    """
+
+    def __init__(self):
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def save(self, paths: dict, **state) -> None:
+        """``paths``: ``{path: weights_only}``; one snapshot serves all of them."""
+        full = snapshot(checkpoint_payload(**state))
+        payloads = [(path, {k: full[k] for k in WEIGHTS_ONLY_KEYS} if weights_only else full)
+                    for path, weights_only in paths.items()]
+        self.wait()
+        self._thread = threading.Thread(target=self._write, args=(payloads,), name="posefast-checkpoint")
+        self._thread.start()
+
+    def _write(self, payloads) -> None:
+        for path, payload in payloads:
+            try:
+                write_payload(payload, path)
+            except BaseException as exc:  # handed to the training thread by wait()
+                self._error = OSError(f"writing checkpoint {path} failed: {type(exc).__name__}: {exc}")
+                return
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    close = wait
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.wait()
 
 
 class CheckpointError(ValueError):

@@ -29,7 +29,7 @@ import yaml
 from tqdm import tqdm
 
 from posefast import metrics
-from posefast.checkpoint import load_checkpoint, save_checkpoint, unwrap
+from posefast.checkpoint import BackgroundCheckpointer, load_checkpoint, unwrap
 from posefast.config import ConfigError, TrainConfig, check_output_dir, coco_paths, load_config, to_dict
 from posefast.distributed import (DistContext, all_reduce_sum, barrier, broadcast_buffers, gather_to_main,
                                   init_distributed, shutdown)
@@ -380,35 +380,36 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
     budget = TimeBudget(cfg.time_limit_min, started) if cfg.time_limit_min else None
     mark = time.perf_counter()  # from one budget check to the next: an epoch plus the saving before it
     pictures_at = -math.inf  # when the training pictures were last written
-    for epoch in range(start_epoch, cfg.epochs):
-        train_stats = train_one_epoch(net, loss_fn, train_loader, optimizer, scheduler, cfg, ctx, epoch)
-        broadcast_buffers(ctx, model)
-        val_stats = evaluate(model, loss_fn, val_loader, cfg, ctx)
-        if budget is not None:
-            now = time.perf_counter()
-            epochs = fit_epochs_to_budget(budget, epoch + 1, epochs, now - mark, scheduler, len(train_loader), ctx)
-            mark = now
-        if ctx.is_main:
-            record = {"epoch": epoch + 1, "epochs": epochs, "step": scheduler.last_epoch, **train_stats,
-                      "world_size": ctx.world_size, "pretrained": pretrained, "val": val_stats}
-            with open(os.path.join(out_dir, "metrics.jsonl"), "a") as f:
-                f.write(json.dumps(record) + "\n")
-            score = val_stats["pck_torso"] if val_stats["pck_torso"] is not None else -1.0
-            improved = score > best
-            best = max(best, score)
-            state = dict(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, epoch=epoch + 1,
-                         config=to_dict(cfg), metrics=record, best=best, pretrained=pretrained)
-            save_checkpoint(last_path, **state)
-            if improved:
-                save_checkpoint(best_path, **state, weights_only=True)
-            tqdm.write(log_line(epoch + 1, epochs, cfg, train_stats, val_stats))
-        last = epoch + 1 >= epochs or (stop_after is not None and epoch + 1 - start_epoch >= stop_after)
-        if ctx.is_main and (last or time.perf_counter() - pictures_at >= cfg.pictures_interval_s):
-            write_training_pictures(out_dir, model, val_loader, val_stats, cfg)
-            pictures_at = time.perf_counter()
-        barrier(ctx)
-        if last:
-            break
+    # rank 0 writes last.pt / best.pt on a background thread while training goes on; leaving
+    # this block waits for the last write
+    with BackgroundCheckpointer() as checkpoints:
+        for epoch in range(start_epoch, cfg.epochs):
+            train_stats = train_one_epoch(net, loss_fn, train_loader, optimizer, scheduler, cfg, ctx, epoch)
+            broadcast_buffers(ctx, model)
+            val_stats = evaluate(model, loss_fn, val_loader, cfg, ctx)
+            if budget is not None:
+                now = time.perf_counter()
+                epochs = fit_epochs_to_budget(budget, epoch + 1, epochs, now - mark, scheduler, len(train_loader), ctx)
+                mark = now
+            if ctx.is_main:
+                record = {"epoch": epoch + 1, "epochs": epochs, "step": scheduler.last_epoch, **train_stats,
+                          "world_size": ctx.world_size, "pretrained": pretrained, "val": val_stats}
+                with open(os.path.join(out_dir, "metrics.jsonl"), "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                score = val_stats["pck_torso"] if val_stats["pck_torso"] is not None else -1.0
+                improved = score > best
+                best = max(best, score)
+                state = dict(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, epoch=epoch + 1,
+                             config=to_dict(cfg), metrics=record, best=best, pretrained=pretrained)
+                checkpoints.save({last_path: False, **({best_path: True} if improved else {})}, **state)
+                tqdm.write(log_line(epoch + 1, epochs, cfg, train_stats, val_stats))
+            last = epoch + 1 >= epochs or (stop_after is not None and epoch + 1 - start_epoch >= stop_after)
+            if ctx.is_main and (last or time.perf_counter() - pictures_at >= cfg.pictures_interval_s):
+                write_training_pictures(out_dir, model, val_loader, val_stats, cfg)
+                pictures_at = time.perf_counter()
+            barrier(ctx)
+            if last:
+                break
     return record
 
 
