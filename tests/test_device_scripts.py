@@ -96,3 +96,13 @@ def test_device_coco_dry_run_on_the_cpu(coco_dir, tmp_path):
     assert {"runs/coco_best/metrics.jsonl", "runs/coco_best/eval/eval.json", "runs/tables.md"} <= set(names), names
     assert not any(n.endswith(".pt") for n in names)
 
+
+
+def test_install_wheels_without_wheels_changes_nothing(tmp_path):
+    proc = run_bash(f"""
+        source benchmarks/device_pack.sh
+        PYTHONPATH=before
+        install_wheels {tmp_path / "empty"} && echo "ok $PYTHONPATH"
+        """, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok before"
