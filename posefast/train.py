@@ -237,8 +237,9 @@ def benchmark_training(batch_size: int = 128, input_size: tuple[int, int] = (256
     ``end_to_end_images_per_s``: the whole step as ``train`` runs it: ``PoseLoader``
     (gather, augmentation warp, normalisation, target rendering unless the loss is fused) + forward + dual loss +
     backward + AdamW step. ``model_only_images_per_s``: the same step repeated on one
-    batch already resident on the device. Both time ``steps`` steps after ``warmup``
-    steps and wait for the device. The data is the synthetic set (``num_images`` training
+    batch already resident on the device. ``loader_only_images_per_s``: the loader's batches
+    alone, no step. Each times ``steps`` steps (batches) after ``warmup`` and waits for the
+    device; end to end near ``1 / (1/model + 1/loader)`` means the two do not overlap. The data is the synthetic set (``num_images`` training
     images, generated on first use under ``synthetic_root``).
     """
     from posefast.data import AugmentConfig, CocoKeypoints, PoseLoader
@@ -267,7 +268,7 @@ def benchmark_training(batch_size: int = 128, input_size: tuple[int, int] = (256
             yield from loader
             epoch += 1
 
-    def timed(source) -> float:
+    def timed(source, step: bool = True) -> float:
         count = 0
         for i in range(warmup + steps):
             if i == warmup:
@@ -275,7 +276,8 @@ def benchmark_training(batch_size: int = 128, input_size: tuple[int, int] = (256
                     torch.cuda.synchronize(dev)
                 start, count = time.perf_counter(), 0
             batch = next(source)
-            train_step(net, loss_fn, optimizer, batch, amp=amp, channels_last=cl, grad_clip=1.0)
+            if step:
+                train_step(net, loss_fn, optimizer, batch, amp=amp, channels_last=cl, grad_clip=1.0)
             count += len(batch)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
@@ -286,7 +288,11 @@ def benchmark_training(batch_size: int = 128, input_size: tuple[int, int] = (256
     fixed = next(stream)
     stream.close()
     model_only = timed(iter(lambda: fixed, None))
+    stream = batches()
+    loader_only = timed(stream, step=False)
+    stream.close()
     return {"end_to_end_images_per_s": end_to_end, "model_only_images_per_s": model_only,
+            "loader_only_images_per_s": loader_only,
             "batch_size": batch_size, "input_size": list(input_size), "device": str(dev),
             "amp": amp, "channels_last": cl, "compile": compile, "steps": steps}
 

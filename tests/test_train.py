@@ -104,6 +104,7 @@ def test_benchmark_training_runs_on_cpu_at_a_tiny_size(tiny_root):
     result = benchmark_training(batch_size=4, input_size=(64, 32), steps=2, warmup=1, device="cpu", num_images=8,
                                 synthetic_root=str(tiny_root / "synthetic_bench"), cache_dir=str(tiny_root / "cache"))
     assert result["end_to_end_images_per_s"] > 0 and result["model_only_images_per_s"] > 0
+    assert result["loader_only_images_per_s"] > 0
     assert result["batch_size"] == 4 and result["device"] == "cpu"
 
 
