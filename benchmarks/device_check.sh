@@ -17,11 +17,13 @@
 #             the script stops there (STOP_ON_TEST_FAIL=0: go on)
 #   bench     every op/size/dtype: eager reference vs posefast, and the fused pose loss vs the
 #             unfused ops vs eager (B=128)                            -> bench_cuda_nocompile.*
+#   ncu       Nsight Compute on one launch of each posefast kernel (benchmarks/profile_kernels.py):
+#             duration, % of peak throughput, occupancy, waves; diagnostic  -> ncu_kernels.txt
 #   data      PoseLoader samples/s (256x192, crop cache) and training images/s, end to end vs
 #             model-only (benchmarks/run.py --data --train)          -> bench_data_train.*
 #   coco      scripts/device_coco.sh with RUNS=best (COCO_RUNS): configs/coco_best.yaml as written
 #             (EXTRA, passed through, changes it), needs .carry/coco_kpts_small
-#             and a pycocotools wheel in .whl/; at most COCO_S (240) seconds: the training gets
+#             and a pycocotools wheel in .whl/; at most COCO_S (300) seconds: the training gets
 #             --time_limit_min fitted to them, so it ends with its schedule complete and is
 #             evaluated -> coco/. When the compile stage follows, the torch.compile references
 #             are compiled beside it (into the inductor cache; timings discarded)
@@ -31,7 +33,7 @@
 #
 # Knobs: PYTHON (default python3), MAX_JOBS (16), SKIP_BUILD=1 (reuse an in-place build, e.g. a
 # second call on the same warm machine: SKIP_BUILD=1 STAGES=compile DEADLINE_S=<left>),
-# STAGES, DEADLINE_S (570), COCO_RUNS (best), COCO_S (240), STOP_ON_TEST_FAIL (1), DEVICE=cpu (dry run of the same logic on a
+# STAGES, DEADLINE_S (570), COCO_RUNS (best), COCO_S (300), STOP_ON_TEST_FAIL (1), DEVICE=cpu (dry run of the same logic on a
 # machine without a GPU: CPU build, quick CPU benchmark; the cuda tests are then all skipped).
 set -u -o pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +41,7 @@ OUT="${OUT:-./device_out}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
 DEVICE="${DEVICE:-cuda}"
-STAGES=" ${STAGES:-tests bench data coco compile} "
+STAGES=" ${STAGES:-tests bench ncu data coco compile} "
 export PYTHONUNBUFFERED=1
 exec > >(tee -a "$OUT/device_check.log") 2>&1
 # shellcheck source=benchmarks/device_pack.sh
@@ -129,19 +131,30 @@ bench_stage() {
 }
 
 want bench && bench_stage "benchmark, eager vs posefast" 120 bench_cuda_nocompile "${NOCOMPILE_ARGS[@]}"
+if want ncu && [ "$DEVICE" = "cuda" ] && command -v ncu >/dev/null; then
+  # diagnostic only (a failure here does not change the status): duration, throughput,
+  # occupancy and waves of one launch of each posefast kernel (benchmarks/profile_kernels.py)
+  stage "Nsight Compute: one launch of each posefast kernel"
+  timeout "$(stage_limit 60)" ncu --kernel-name regex:'render_kernel|soft_argmax_|pose_loss_|pck_kernel' \
+    --section SpeedOfLight --section Occupancy --section LaunchStats \
+    "$PY" benchmarks/profile_kernels.py > "$WORK/ncu_kernels.txt" 2>&1
+  echo "ncu exit code: $?"
+  grep -E "_kernel|Duration|Memory Throughput|Achieved Occupancy|Waves Per SM|Registers Per Thread|Block Limit" \
+    "$WORK/ncu_kernels.txt" | head -80
+fi
 want data && bench_stage "data loader and training throughput" 90 bench_data_train "${DATA_ARGS[@]}"
 
 if want coco; then
   if [ -f .carry/coco_kpts_small/train.json ]; then
     # the COCO stage gets at most COCO_S seconds, so the compile stage keeps the rest
-    coco_deadline=$(( $(date +%s) - PACK_T0 + ${COCO_S:-240} ))
+    coco_deadline=$(( $(date +%s) - PACK_T0 + ${COCO_S:-300} ))
     [ "$coco_deadline" -gt "${DEADLINE_S:-570}" ] && coco_deadline=${DEADLINE_S:-570}
     warm_pid=""
     if want compile; then
       # compile the torch.compile references meanwhile (CPU work, a few tiny GPU calls; the
       # training's images/s are measured beside it), so the compile stage finds them in the
       # inductor cache; its timings are thrown away
-      timeout "${COCO_S:-240}" "$PY" benchmarks/run.py "${COMPILE_ARGS[@]}" --rounds 1 --repeats 3 --max-sets 1 \
+      timeout "${COCO_S:-300}" "$PY" benchmarks/run.py "${COMPILE_ARGS[@]}" --rounds 1 --repeats 3 --max-sets 1 \
         --no-graph --json "$WORK/compile_warmup.json" > "$WORK/compile_warmup.txt" 2>&1 &
       warm_pid=$!
     fi

@@ -60,3 +60,9 @@ def test_pose_loss_table_shows_the_graph_columns_only_when_measured():
     assert lines[0].endswith("fused graph us | graph x floor |")
     assert lines[2].endswith("| 4.00 | 5 | 2.00 |") and lines[3].endswith("| 4.00 | - | - |")
     assert lines[4] == "CUDA graph failed for pose_loss float32 B4 16x12: RuntimeError: capture failed"
+
+
+def test_profile_kernels_runs_every_op_once_on_the_cpu(capsys):
+    profile = import_script("benchmarks", "profile_kernels")
+    assert profile.main(["--device", "cpu", "--size", "16x12"]) == 0
+    assert "one launch of each posefast kernel at 16x12 on cpu" in capsys.readouterr().out
