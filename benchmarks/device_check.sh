@@ -10,7 +10,7 @@
 # $OUT (default ./device_out) holds two files at every moment (benchmarks/device_pack.sh):
 # device_check.log (this script's whole output, with the time of each stage) and
 # device_check_results.tar.gz, rewritten every 20 s and at exit, so a run cut short still
-# brings back what it measured. Stages (STAGES picks some, in this order):
+# brings back what it measured. Stages (STAGES picks some; they run in this order):
 #   tests     pytest -m cuda over tests/test_ops_*.py and the loader's CUDA test (a per-test
 #             timeout where pytest-timeout is installed); if they fail, the CUDA op tests again
 #             under compute-sanitizer memcheck (memcheck.log) to name the faulting kernel, and
@@ -21,27 +21,29 @@
 #             duration, % of peak throughput, occupancy, waves; diagnostic  -> ncu_kernels.txt
 #   data      PoseLoader samples/s (256x192, crop cache) and training images/s, end to end vs
 #             model-only (benchmarks/run.py --data --train)          -> bench_data_train.*
+#   compile   float32 op rows with the torch.compile reference too (the JSON is written after
+#             every row)                                             -> bench_cuda.*
+#             The references are compiled into the inductor cache while the tests run (a
+#             background run.py whose timings are thrown away), so this stage mostly times.
 #   coco      scripts/device_coco.sh with RUNS=best (COCO_RUNS): configs/coco_best.yaml as written
-#             (EXTRA, passed through, changes it), needs .carry/coco_kpts_small
-#             and a pycocotools wheel in .whl/; at most COCO_S (300) seconds: the training gets
-#             --time_limit_min fitted to them, so it ends with its schedule complete and is
-#             evaluated -> coco/. When the compile stage follows, the torch.compile references
-#             are compiled beside it (into the inductor cache; timings discarded)
-#   compile   float32 op rows with the torch.compile reference too (slow compiles; the JSON is
-#             written after every row)                               -> bench_cuda.*
+#             (EXTRA, passed through, changes it), needs .carry/coco_kpts_small and a pycocotools
+#             wheel in .whl/; last, alone on the machine, with what is left (COCO_S seconds caps
+#             it): the training gets --time_limit_min fitted to it, so it ends with its schedule
+#             complete and is evaluated                              -> coco/
 # env.txt and build.log are in the tarball too.
 #
 # Knobs: PYTHON (default python3), MAX_JOBS (16), SKIP_BUILD=1 (reuse an in-place build, e.g. a
 # second call on the same warm machine: SKIP_BUILD=1 STAGES=compile DEADLINE_S=<left>),
-# STAGES, DEADLINE_S (570), COCO_RUNS (best), COCO_S (300), STOP_ON_TEST_FAIL (1), DEVICE=cpu (dry run of the same logic on a
-# machine without a GPU: CPU build, quick CPU benchmark; the cuda tests are then all skipped).
+# STAGES, DEADLINE_S (570), COCO_RUNS (best), COCO_S (no cap), STOP_ON_TEST_FAIL (1), DEVICE=cpu (a
+# dry run of the same logic on a machine without a GPU: CPU build, quick CPU benchmark; the cuda
+# tests are then all skipped).
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-./device_out}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
 DEVICE="${DEVICE:-cuda}"
-STAGES=" ${STAGES:-tests bench ncu data coco compile} "
+STAGES=" ${STAGES:-tests bench ncu data compile coco} "
 export PYTHONUNBUFFERED=1
 exec > >(tee -a "$OUT/device_check.log") 2>&1
 # shellcheck source=benchmarks/device_pack.sh
@@ -76,6 +78,32 @@ stage "import check"
   || { echo "IMPORT FAILED: nothing else can run"; exit 1; }
 [ "$DEVICE" = "cuda" ] && { "$PY" -c "import torch; assert torch.cuda.is_available(), 'no visible CUDA device'" || exit 1; }
 
+if [ "$DEVICE" = "cuda" ]; then
+  NOCOMPILE_ARGS=(--device cuda --no-compile --budget 0.3)
+  COMPILE_ARGS=(--device cuda --dtypes float32 --budget 0.3
+                --ops render,soft_argmax,soft_argmax_bwd,soft_argmax_fwd_bwd,pck_counts)
+  DATA_ARGS=(--device cuda --data-only --train --data-images 512 --data-batch 256 --data-batches 16)
+else
+  NOCOMPILE_ARGS=(--device cpu --quick)
+  COMPILE_ARGS=(--device cpu --quick --ops pck_counts)
+  DATA_ARGS=(--device cpu --data-only --data-images 32 --data-batch 8 --data-batches 2)
+fi
+
+warm_pid=""
+if want compile; then
+  # compile the torch.compile references into the inductor cache while the tests run (CPU
+  # work and a few small GPU calls; its timings are thrown away), so the compile stage times
+  timeout 150 "$PY" benchmarks/run.py "${COMPILE_ARGS[@]}" --rounds 1 --repeats 3 --max-sets 1 --no-graph \
+    --json "$WORK/compile_warmup.json" > "$WORK/compile_warmup.txt" 2>&1 &
+  warm_pid=$!
+fi
+stop_warmup() {  # the benchmarks must not share the machine with it
+  [ -n "$warm_pid" ] || return 0
+  wait "$warm_pid"
+  echo "torch.compile warm-up exit code: $? (124 = stopped at its 150 s limit)"
+  warm_pid=""
+}
+
 if want tests; then
   stage "CUDA op tests (pytest -m cuda tests/test_ops_*.py)"
   per_test=()
@@ -85,7 +113,7 @@ if want tests; then
   # the direct CUDA-vs-CPU file first: its failures say most
   tests=(tests/test_ops_cuda.py tests/test_ops_render.py tests/test_ops_pck.py tests/test_ops_soft_argmax.py
          tests/test_ops_pose_loss.py tests/test_ops_extension.py tests/test_ops_validation.py
-         tests/test_data_loader.py)
+         tests/test_data_loader.py tests/test_train.py)
   timeout "$(stage_limit 180)" "$PY" -m pytest -q -m cuda "${tests[@]}" "${per_test[@]}" -p no:cacheprovider \
     --junitxml="$WORK/pytest_cuda.xml" > "$WORK/pytest_cuda.log" 2>&1
   rc=$?
@@ -103,20 +131,10 @@ if want tests; then
     # kernels that fail their tests make every later number moot: keep the device time for a rerun
     if [ "${STOP_ON_TEST_FAIL:-1}" = "1" ]; then
       stage "stopping: the CUDA tests failed (STOP_ON_TEST_FAIL=0 runs the other stages anyway)"
+      [ -n "$warm_pid" ] && kill "$warm_pid" 2>/dev/null
       exit 1
     fi
   fi
-fi
-
-if [ "$DEVICE" = "cuda" ]; then
-  NOCOMPILE_ARGS=(--device cuda --no-compile --budget 0.3)
-  COMPILE_ARGS=(--device cuda --dtypes float32 --budget 0.3
-                --ops render,soft_argmax,soft_argmax_bwd,soft_argmax_fwd_bwd,pck_counts)
-  DATA_ARGS=(--device cuda --data-only --train --data-images 512 --data-batch 256 --data-batches 16)
-else
-  NOCOMPILE_ARGS=(--device cpu --quick)
-  COMPILE_ARGS=(--device cpu --quick --ops pck_counts)
-  DATA_ARGS=(--device cpu --data-only --data-images 32 --data-batch 8 --data-batches 2)
 fi
 
 # bench_stage NAME MAX_SECONDS JSON_BASENAME ARGS...: benchmarks/run.py ARGS, its table and JSON in $WORK
@@ -130,51 +148,44 @@ bench_stage() {
   [ $rc -ne 0 ] && status=1
 }
 
+stage "waiting for the torch.compile warm-up (if any) before timing anything"
+stop_warmup
 want bench && bench_stage "benchmark, eager vs posefast" 120 bench_cuda_nocompile "${NOCOMPILE_ARGS[@]}"
-if want ncu && [ "$DEVICE" = "cuda" ] && command -v ncu >/dev/null; then
+NCU=$(command -v ncu || ls "${CUDA_HOME:-/usr/local/cuda}/bin/ncu" 2>/dev/null || true)
+if want ncu && [ "$DEVICE" = "cuda" ]; then
   # diagnostic only (a failure here does not change the status): duration, throughput,
-  # occupancy and waves of one launch of each posefast kernel (benchmarks/profile_kernels.py)
-  stage "Nsight Compute: one launch of each posefast kernel"
-  timeout "$(stage_limit 60)" ncu --kernel-name regex:'render_kernel|soft_argmax_|pose_loss_|pck_kernel' \
-    --section SpeedOfLight --section Occupancy --section LaunchStats \
-    "$PY" benchmarks/profile_kernels.py > "$WORK/ncu_kernels.txt" 2>&1
-  echo "ncu exit code: $?"
-  grep -E "_kernel|Duration|Memory Throughput|Achieved Occupancy|Waves Per SM|Registers Per Thread|Block Limit" \
-    "$WORK/ncu_kernels.txt" | head -80
+  # occupancy and waves of one launch of each posefast kernel (benchmarks/profile_kernels.py),
+  # at the clocks the benchmarks ran at (--clock-control none)
+  stage "Nsight Compute: one launch of each posefast kernel (${NCU:-ncu not found: skipped})"
+  if [ -n "$NCU" ]; then
+    timeout "$(stage_limit 60)" "$NCU" --clock-control none \
+      --kernel-name regex:'render_kernel|soft_argmax_|pose_loss_|pck_kernel' \
+      --section SpeedOfLight --section Occupancy --section LaunchStats \
+      "$PY" benchmarks/profile_kernels.py > "$WORK/ncu_kernels.txt" 2>&1
+    echo "ncu exit code: $?"
+    grep -E "_kernel|Duration|Memory Throughput|Achieved Occupancy|Waves Per SM|Registers Per Thread|Block Limit" \
+      "$WORK/ncu_kernels.txt" | head -80
+  fi
 fi
 want data && bench_stage "data loader and training throughput" 90 bench_data_train "${DATA_ARGS[@]}"
 
+want compile && bench_stage "benchmark with torch.compile" 120 bench_cuda "${COMPILE_ARGS[@]}"
+
 if want coco; then
   if [ -f .carry/coco_kpts_small/train.json ]; then
-    # the COCO stage gets at most COCO_S seconds, so the compile stage keeps the rest
-    coco_deadline=$(( $(date +%s) - PACK_T0 + ${COCO_S:-300} ))
+    # last, alone on the machine (its wall time is a result), with what is left (COCO_S caps it)
+    coco_deadline=$(( $(date +%s) - PACK_T0 + ${COCO_S:-${DEADLINE_S:-570}} ))
     [ "$coco_deadline" -gt "${DEADLINE_S:-570}" ] && coco_deadline=${DEADLINE_S:-570}
-    warm_pid=""
-    if want compile; then
-      # compile the torch.compile references meanwhile (CPU work, a few tiny GPU calls; the
-      # training's images/s are measured beside it), so the compile stage finds them in the
-      # inductor cache; its timings are thrown away
-      timeout "${COCO_S:-300}" "$PY" benchmarks/run.py "${COMPILE_ARGS[@]}" --rounds 1 --repeats 3 --max-sets 1 \
-        --no-graph --json "$WORK/compile_warmup.json" > "$WORK/compile_warmup.txt" 2>&1 &
-      warm_pid=$!
-    fi
-    stage "COCO: scripts/device_coco.sh, RUNS=${COCO_RUNS:-best}, until ${coco_deadline}s${warm_pid:+ (torch.compile warm-up beside it)}"
+    stage "COCO: scripts/device_coco.sh, RUNS=${COCO_RUNS:-best}, until ${coco_deadline}s"
     OUT="$WORK/coco" SKIP_BUILD=1 RUNS="${COCO_RUNS:-best}" PYTHON="$PY" DEVICE="$DEVICE" DEADLINE_S="$coco_deadline" \
       bash scripts/device_coco.sh
     rc=$?
     echo "coco exit code: $rc"
     [ $rc -ne 0 ] && status=1
-    if [ -n "$warm_pid" ]; then
-      kill "$warm_pid" 2>/dev/null && echo "compile warm-up stopped before it finished"
-      wait "$warm_pid" 2>/dev/null
-      tail -3 "$WORK/compile_warmup.txt"
-    fi
   else
     stage "COCO: skipped (no .carry/coco_kpts_small: see scripts/device_prepare.sh)"
   fi
 fi
-
-want compile && bench_stage "benchmark with torch.compile" 330 bench_cuda "${COMPILE_ARGS[@]}"
 
 stage "done (status $status); results in $OUT/device_check_results.tar.gz (packed at exit)"
 exit $status

@@ -44,9 +44,11 @@ def set_rng_state(state: dict) -> None:
     """Restore what :func:`rng_state` captured."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    # generator states must be CPU byte tensors; a checkpoint loaded with map_location="cuda"
+    # holds them on the GPU
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def checkpoint_payload(*, model, optimizer, scheduler, scaler, epoch: int, config: dict, metrics: dict,
@@ -120,7 +122,9 @@ class BackgroundCheckpointer:
             try:
                 write_payload(payload, path)
             except BaseException as exc:  # handed to the training thread by wait()
-                self._error = OSError(f"writing checkpoint {path} failed: {type(exc).__name__}: {exc}")
+                error = OSError(f"writing checkpoint {path} failed: {type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+                self._error = error
                 return
 
     def wait(self) -> None:

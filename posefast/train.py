@@ -336,6 +336,18 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> dict | None:
         shutdown(ctx)
 
 
+def trim_metrics_log(path: str, epochs_done: int) -> None:
+    """Keep the log's lines of the epochs ``last.pt`` holds: none for a fresh run; on resume,
+    none past the checkpoint (a run stopped between logging an epoch and its checkpoint
+    landing would otherwise log that epoch twice)."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        kept = [line for line in f if line.strip() and json.loads(line).get("epoch", 0) <= epochs_done]
+    with open(path, "w") as f:
+        f.writelines(kept)
+
+
 def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict | None:
     started = time.perf_counter()  # a time budget counts the data preparation (crop caches) too
     out_dir = os.path.abspath(cfg.out_dir)
@@ -369,8 +381,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
         if ctx.rank:
             seed_everything(cfg.seed + ctx.rank + 1000 * start_epoch)
     if ctx.is_main:
-        if start_epoch == 0 and os.path.exists(os.path.join(out_dir, "metrics.jsonl")):
-            os.remove(os.path.join(out_dir, "metrics.jsonl"))  # a fresh run starts a fresh log
+        trim_metrics_log(os.path.join(out_dir, "metrics.jsonl"), start_epoch)
         with open(os.path.join(out_dir, "config.yaml"), "w") as f:
             yaml.safe_dump({**to_dict(cfg), "pretrained_loaded": pretrained}, f, sort_keys=False)
         print(f"posefast.train: {cfg.model} (output stride {stride}, pretrained: {str(pretrained).lower()}, "

@@ -1,6 +1,7 @@
 import sys
 
 import pytest
+import torch
 
 from posefast.ops import _extension
 
@@ -61,3 +62,18 @@ def test_results_do_not_depend_on_thread_count():
         assert torch.equal(a, b)
     coords, hits = outputs[0][1], outputs[0][3]
     assert torch.equal(hits, kernels_py.pck_counts(coords, kp, vis, norm, thr)[0])
+
+
+@pytest.mark.parametrize("op", ["soft_argmax", "pose_loss"])
+def test_a_second_derivative_is_refused_not_silently_zero(op):
+    import posefast.ops as pf
+
+    x = torch.randn(2, 3, 5, 4, dtype=torch.float64, requires_grad=True)
+    if op == "soft_argmax":
+        y = pf.soft_argmax(x, 1.0).sum()
+    else:
+        kp = torch.rand(2, 3, 2, dtype=torch.float64) * 3
+        y = pf.pose_loss(x, kp, torch.ones(2, 3), 1.5)[0]
+    (grad,) = torch.autograd.grad(y, x, create_graph=True)
+    with pytest.raises(RuntimeError, match="double backward"):
+        grad.sum().backward()

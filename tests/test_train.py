@@ -203,3 +203,25 @@ def test_pictures_interval_is_a_config_error_when_negative(tiny_root, tmp_path):
 
     with pytest.raises(ConfigError, match="pictures_interval_s"):
         tiny_config(tiny_root, tmp_path / "x", "--pictures_interval_s", "-1")
+
+
+def test_resume_drops_log_lines_past_the_checkpoint(tiny_root, tmp_path):
+    """A run killed after logging an epoch but before its last.pt landed logs it once on resume."""
+    common = dict(synthetic_train=24, synthetic_val=8, epochs=3, batch_size=8)
+    train(tiny_config(tiny_root, tmp_path / "run", **common), stop_after=1)
+    log = tmp_path / "run" / "metrics.jsonl"
+    stale = {**read_metrics(tmp_path / "run")[0], "epoch": 2}
+    with open(log, "a") as f:
+        f.write(json.dumps(stale) + "\n")  # epoch 2 logged, its checkpoint never written
+    train(tiny_config(tiny_root, tmp_path / "run", resume=True, **common))
+    assert [r["epoch"] for r in read_metrics(tmp_path / "run")] == [1, 2, 3]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a visible CUDA GPU")
+def test_resume_on_cuda(tiny_root, tmp_path):
+    """last.pt loaded onto the GPU: the random generators' states go back to the CPU."""
+    common = dict(synthetic_train=24, synthetic_val=8, epochs=2, batch_size=8, device="cuda")
+    train(tiny_config(tiny_root, tmp_path / "run", **common), stop_after=1)
+    train(tiny_config(tiny_root, tmp_path / "run", resume=True, **common))
+    assert [r["epoch"] for r in read_metrics(tmp_path / "run")] == [1, 2]

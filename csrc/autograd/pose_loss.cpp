@@ -1,6 +1,7 @@
 // Autograd for pose_loss_forward, in C++: the forward saves what pose_loss_backward needs
 // (the logits, targets, coords, log-sum-exp and normaliser); the backward writes the
-// logits' gradient in one call. Only the loss [3] is differentiable.
+// logits' gradient in one call. Only the loss [3] is differentiable; a second derivative is
+// refused with an error.
 #include <torch/autograd.h>
 #include <torch/library.h>
 
@@ -50,12 +51,13 @@ class PoseLoss : public torch::autograd::Function<PoseLoss> {
     ctx->saved_data["beta"] = beta;
     ctx->saved_data["heatmap_loss"] = std::string(heatmap_loss);
     ctx->mark_non_differentiable({coords, logsumexp, norm});
+    ctx->set_materialize_grads(false);  // no zero tensors for the non-differentiable outputs
     return {loss, coords, logsumexp, norm};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     Tensor grad;
-    if (ctx->needs_input_grad(0)) {
+    if (ctx->needs_input_grad(0) && grads[0].defined()) {
       const auto& data = ctx->saved_data;
       grad = backward_op(grads[0], ctx->get_saved_variables(), data.at("sigma").toDouble(),
                          data.at("coord_weight").toDouble(), data.at("beta").toDouble(),
@@ -64,6 +66,32 @@ class PoseLoss : public torch::autograd::Function<PoseLoss> {
     return {grad, Tensor(), Tensor(), Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
+
+// The backward op under autograd: a second derivative is an error, not a silent zero.
+class PoseLossBackward : public torch::autograd::Function<PoseLossBackward> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const Tensor& grad_loss, const Tensor& logits,
+                               const Tensor& keypoints, const Tensor& visible, const Tensor& joint_weights,
+                               const Tensor& coords, const Tensor& logsumexp, const Tensor& norm, double sigma,
+                               double coord_weight, double beta, c10::string_view heatmap_loss) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return {backward_op(grad_loss, {logits, keypoints, visible, joint_weights, coords, logsumexp, norm}, sigma,
+                        coord_weight, beta, heatmap_loss)};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    TORCH_CHECK(false, "posefast::pose_loss_backward: double backward (a second derivative of pose_loss) "
+                "is not supported");
+  }
+};
+
+Tensor pose_loss_backward_autograd(const Tensor& grad_loss, const Tensor& logits, const Tensor& keypoints,
+                                   const Tensor& visible, const Tensor& joint_weights, const Tensor& coords,
+                                   const Tensor& logsumexp, const Tensor& norm, double sigma, double coord_weight,
+                                   double beta, c10::string_view heatmap_loss) {
+  return PoseLossBackward::apply(grad_loss, logits, keypoints, visible, joint_weights, coords, logsumexp, norm,
+                                 sigma, coord_weight, beta, heatmap_loss)[0];
+}
 
 std::tuple<Tensor, Tensor, Tensor, Tensor> pose_loss_forward_autograd(const Tensor& logits, const Tensor& keypoints,
                                                                       const Tensor& visible,
@@ -79,4 +107,5 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> pose_loss_forward_autograd(const Tens
 
 TORCH_LIBRARY_IMPL(posefast, Autograd, m) {
   m.impl("pose_loss_forward", &posefast::pose_loss_forward_autograd);
+  m.impl("pose_loss_backward", &posefast::pose_loss_backward_autograd);
 }
