@@ -51,6 +51,9 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
+RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng")  # what a weights-only checkpoint leaves out
+
+
 def checkpoint_payload(*, model, optimizer, scheduler, scaler, epoch: int, config: dict, metrics: dict,
                        best: float, pretrained: bool, weights_only: bool = False) -> dict:
     """The mapping a checkpoint holds (``weights_only``: without what resuming needs)."""
@@ -80,9 +83,6 @@ def save_checkpoint(path: str, *, weights_only: bool = False, **state) -> None:
     write_payload(checkpoint_payload(weights_only=weights_only, **state), path)
 
 
-WEIGHTS_ONLY_KEYS = ("model", "epoch", "config", "metrics", "best", "pretrained")
-
-
 def snapshot(obj):
     """``obj`` with every tensor replaced by a detached copy in CPU memory (through nested
     dicts, lists and tuples): a state that later training steps cannot change."""
@@ -100,8 +100,8 @@ class BackgroundCheckpointer:
 
     ``save`` snapshots the state at once (its tensors copied to CPU memory, the random
     generators' states read), then waits for the previous write and hands this one to a
-    thread. ``wait`` (and ``close``, for ``with``) returns once the last write has landed. A
-    failed write raises, naming the path, from the next ``save`` or ``wait``: never lost.
+    thread. ``wait`` (also on leaving a ``with`` block) returns once the last write has
+    landed. A failed write raises, naming the path, from the next ``save`` or ``wait``.
     """
 
     def __init__(self):
@@ -111,7 +111,8 @@ class BackgroundCheckpointer:
     def save(self, paths: dict, **state) -> None:
         """``paths``: ``{path: weights_only}``; one snapshot serves all of them."""
         full = snapshot(checkpoint_payload(**state))
-        payloads = [(path, {k: full[k] for k in WEIGHTS_ONLY_KEYS} if weights_only else full)
+        weights = {key: value for key, value in full.items() if key not in RESUME_KEYS}
+        payloads = [(path, weights if weights_only else full)
                     for path, weights_only in paths.items()]
         self.wait()
         self._thread = threading.Thread(target=self._write, args=(payloads,), name="posefast-checkpoint")
@@ -134,8 +135,6 @@ class BackgroundCheckpointer:
         if self._error is not None:
             error, self._error = self._error, None
             raise error
-
-    close = wait
 
     def __enter__(self):
         return self

@@ -239,8 +239,9 @@ def benchmark_training(batch_size: int = 128, input_size: tuple[int, int] = (256
     backward + AdamW step. ``model_only_images_per_s``: the same step repeated on one
     batch already resident on the device. ``loader_only_images_per_s``: the loader's batches
     alone, no step. Each times ``steps`` steps (batches) after ``warmup`` and waits for the
-    device; end to end near ``1 / (1/model + 1/loader)`` means the two do not overlap. The data is the synthetic set (``num_images`` training
-    images, generated on first use under ``synthetic_root``).
+    device; end to end near ``1 / (1/model + 1/loader)`` means the two do not overlap. The
+    data is the synthetic set (``num_images`` training images, generated on first use under
+    ``synthetic_root``).
     """
     from posefast.data import AugmentConfig, CocoKeypoints, PoseLoader
     from posefast.data.synthetic import default_synthetic_root
