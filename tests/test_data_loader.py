@@ -8,7 +8,8 @@ import torch
 import kernels_py
 from posefast.data import AugmentConfig, CocoKeypoints, PoseLoader, benchmark_loader, invert_keypoints
 from posefast.data.image_decode import decode_image
-from posefast.data.normalize import denormalize_to_uint8
+from posefast.data.normalize import denormalize_to_uint8, normalize_images
+from posefast.data.warp import center_crop_images
 from posefast.skeleton import FLIP_INDEX
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -145,6 +146,23 @@ def test_sharding_epochs_and_determinism(dataset):
     assert order(make(0, 1, seed=1)) != first
     dropped = PoseLoader(dataset, 5, shuffle=True, drop_last=True, device="cpu", augment=None, output_stride=4)
     assert len(dropped) == len(dataset) // 5 and [len(b) for b in dropped] == [5] * (len(dataset) // 5)
+
+
+def test_every_batch_pairs_its_crops_with_its_own_samples(dataset):
+    """The epoch's geometry is computed in one pass and sliced per batch: each batch's images,
+    boxes, ids and keypoints must still belong to the samples named by its ``indices``."""
+    loader = PoseLoader(dataset, 5, shuffle=True, drop_last=False, device="cpu", augment=None, output_stride=4,
+                        seed=2)
+    loader.set_epoch(1)
+    batches = list(loader)
+    assert len(batches) > 2 and sorted(torch.cat([b.indices for b in batches]).tolist()) == list(range(len(dataset)))
+    for batch in batches:
+        rows = batch.indices.numpy()
+        crops = torch.from_numpy(dataset.gather(rows))
+        assert torch.equal(batch.images, normalize_images(center_crop_images(crops, (256, 192))))
+        assert batch.ann_ids.tolist() == dataset.ann_id[rows].tolist()
+        assert torch.equal(batch.bbox, torch.from_numpy(dataset.bbox[rows]).float())
+        assert torch.equal(batch.gt_keypoints_orig, torch.from_numpy(dataset.keypoints[rows][..., :2]).float())
 
 
 def test_augmentation_is_reproducible(dataset):
