@@ -157,8 +157,8 @@ def train_one_epoch(model, loss_fn, loader, optimizer, scheduler, cfg, ctx, epoc
                          grad_clip=cfg.grad_clip)
         scheduler.step()
         n = len(batch)
-        sums += torch.stack([out.total.detach() * n, out.heatmap * n, out.coord * n,
-                             torch.tensor(float(n), device=ctx.device)]).to(sums)
+        # no host->device tensor here: a blocking copy would wait for the whole step every batch
+        sums += torch.stack([out.total.detach(), out.heatmap, out.coord, torch.ones_like(out.coord)]).to(sums) * n
         if bar.n % 10 == 0:
             bar.set_postfix(loss=f"{out.total.item():.4f}")
     if ctx.device.type == "cuda":
@@ -200,18 +200,20 @@ def evaluate(model, loss_fn, loader, cfg: TrainConfig, ctx: DistContext) -> dict
     """
     model.eval()
     keys = ("index", "pred", "gt", "vis", "torso", "bbox")
-    parts, sums = [], torch.zeros(4, dtype=torch.float64)
+    parts, sums = [], torch.zeros(4, dtype=torch.float64, device=ctx.device)
     amp = use_amp(cfg, ctx.device)
     for batch in loader:
         with autocast(amp, ctx.device):
             logits = model(batch.images)
         out = loss_fn(logits, batch.heatmap_keypoints, batch.visible, batch.targets)
         n = len(batch)
-        sums += torch.tensor([out.total.item() * n, out.heatmap.item() * n, out.coord.item() * n, n], dtype=torch.float64)
+        sums += torch.stack([out.total, out.heatmap, out.coord, torch.ones_like(out.coord)]).to(sums) * n
         pred, gt, vis, box = eval_points(batch, decode_heatmaps(logits, model.output_stride, cfg.beta), cfg.eval_space)
         values = (batch.indices, pred, gt, vis, metrics.torso_size(gt, vis), box)
-        parts.append({k: v.cpu() if k == "index" else v.float().cpu() for k, v in zip(keys, values)})
-    gathered = gather_to_main(ctx, {"parts": parts, "sums": sums})
+        parts.append({k: v if k == "index" else v.float() for k, v in zip(keys, values)})
+    # one move to the host after the loop: no device synchronisation per batch
+    parts = [{k: v.cpu() for k, v in part.items()} for part in parts]
+    gathered = gather_to_main(ctx, {"parts": parts, "sums": sums.cpu()})
     if not ctx.is_main:
         return None
     merged = {k: torch.cat([p[k] for g in gathered for p in g["parts"]]) for k in keys}
