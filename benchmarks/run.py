@@ -314,17 +314,17 @@ def run_pose_loss(args, device, copy_gbs, dtypes_filter):
 
 # ------------------------------------------------------------------ --data / --train
 def bench_data(args, device):
-    """PoseLoader samples/s over the crop cache of a small synthetic set."""
+    """PoseLoader samples/s over the crop cache of a synthetic set."""
     from posefast.data import AugmentConfig, CocoKeypoints, PoseLoader, benchmark_loader
-    from posefast.data.synthetic import make_synthetic_dataset
+    from posefast.train import synthetic_files
 
-    root = args.data_root or os.path.join(REPO, ".cache", "bench_synthetic")
-    n = args.data_images
-    files = make_synthetic_dataset(os.path.join(root, f"n{n}"), num_train=n, num_val=1, seed=0, image_size=160)
+    files = synthetic_files(data_root(args), args.data_images, 1, 0, 160)
     dataset = CocoKeypoints(files["train_json"], files["image_dir"], input_size=(256, 192),
-                            cache_dir=os.path.join(root, "crop_cache"), progress=False)
-    result = {"images": n, "samples": len(dataset), "batch_size": args.data_batch, "input_size": [256, 192],
-              "device": str(device)}
+                            cache_dir=os.path.join(data_root(args), "crop_cache"), progress=False)
+    result = {"images": args.data_images, "samples": len(dataset), "batch_size": args.data_batch,
+              "input_size": [256, 192], "device": str(device),
+              # below one epoch per measurement, every epoch start waits for its first batch
+              "batches_per_epoch": len(dataset) // args.data_batch}
     for name, augment in (("augmented", AugmentConfig()), ("plain", None)):
         loader = PoseLoader(dataset, args.data_batch, shuffle=True, drop_last=True, device=device,
                             augment=augment, output_stride=4)
@@ -333,16 +333,22 @@ def bench_data(args, device):
 
 
 def bench_train(args, device):
+    """Training images/s on the same synthetic set as --data (generated once, cached)."""
     try:
         from posefast.train import benchmark_training
     except ImportError:
         return {"error": "posefast.train.benchmark_training is not available in this tree"}
     if device.type == "cuda":
-        kw = dict(batch_size=128, steps=20, warmup=5, num_images=256)
+        kw = dict(batch_size=128, steps=20, warmup=5)
     else:
-        kw = dict(batch_size=8, steps=3, warmup=1, num_images=32)
-    return benchmark_training(input_size=(256, 192), device=str(device),
-                              cache_dir=os.path.join(REPO, ".cache", "bench_train_cache"), **kw)
+        kw = dict(batch_size=8, steps=3, warmup=1)
+    return benchmark_training(input_size=(256, 192), device=str(device), num_images=args.data_images,
+                              synthetic_root=data_root(args), cache_dir=os.path.join(data_root(args), "crop_cache"),
+                              **kw)
+
+
+def data_root(args):
+    return args.data_root or os.path.join(REPO, ".cache", "bench_synthetic")
 
 
 # ------------------------------------------------------------------ main
@@ -367,7 +373,8 @@ def main(argv=None):
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--data", action="store_true", help="also benchmark the PoseLoader (samples/s)")
     ap.add_argument("--data-only", action="store_true", help="only the --data benchmark")
-    ap.add_argument("--data-images", type=int, default=64)
+    ap.add_argument("--data-images", type=int, default=64,
+                    help="synthetic training images for --data and --train (about 1.4 people each)")
     ap.add_argument("--data-batch", type=int, default=32)
     ap.add_argument("--data-batches", type=int, default=8)
     ap.add_argument("--data-root", default=None)

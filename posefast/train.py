@@ -243,7 +243,8 @@ def benchmark_training(batch_size: int = 128, input_size: tuple[int, int] = (256
     alone, no step. Each times ``steps`` steps (batches) after ``warmup`` and waits for the
     device; end to end near ``1 / (1/model + 1/loader)`` means the two do not overlap. The
     data is the synthetic set (``num_images`` training images, generated on first use under
-    ``synthetic_root``).
+    ``synthetic_root``); with fewer than ``warmup + steps`` batches per epoch
+    (``batches_per_epoch``), every epoch start, which waits for its first batch, is timed too.
     """
     from posefast.data import AugmentConfig, CocoKeypoints, PoseLoader
     from posefast.data.synthetic import default_synthetic_root
@@ -295,7 +296,7 @@ def benchmark_training(batch_size: int = 128, input_size: tuple[int, int] = (256
     loader_only = timed(stream, step=False)
     stream.close()
     return {"end_to_end_images_per_s": end_to_end, "model_only_images_per_s": model_only,
-            "loader_only_images_per_s": loader_only,
+            "loader_only_images_per_s": loader_only, "batches_per_epoch": len(loader),
             "batch_size": batch_size, "input_size": list(input_size), "device": str(dev),
             "amp": amp, "channels_last": cl, "compile": compile, "steps": steps}
 
