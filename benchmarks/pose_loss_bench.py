@@ -35,7 +35,7 @@ import torch.nn.functional as F  # noqa: E402
 import kernels_py  # noqa: E402
 from posefast import ops as pf  # noqa: E402
 from posefast.skeleton import DEFAULT_JOINT_WEIGHTS  # noqa: E402
-from timing import graph_replay_times, time_fn  # noqa: E402
+from timing import device_times, error_line, graph_replay_times, time_fn  # noqa: E402
 
 NUM_JOINTS = 17
 SIGMA = 2.0
@@ -119,7 +119,15 @@ def bench_pose_loss(device, sizes=DEFAULT_SIZES, dtypes=(torch.float32, torch.bf
                     row["graph_floor_x"] = (row["fused_graph_us"] * 1e-6) / (row["floor_bytes"] / (copy_gbs * 1e9)) \
                         if copy_gbs else None
                 except Exception as exc:  # report it, keep the timed rows
-                    row["graph_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+                    row["graph_error"] = error_line(exc)
+                try:  # and as device time, the host's share hidden behind a spin kernel
+                    row["fused_device_us"] = statistics.median(
+                        device_times(fused, arg_sets, device, repeats, warmup, budget_s / rounds,
+                                     lead_us=50 + 3 * row["fused_us"]))
+                    row["device_floor_x"] = (row["fused_device_us"] * 1e-6) / (row["floor_bytes"] / (copy_gbs * 1e9)) \
+                        if copy_gbs else None
+                except Exception as exc:
+                    row["device_error"] = error_line(exc)
             f = row.get("fused_us")
             row["fused_vs_unfused"] = row["unfused_us"] / f if f and row.get("unfused_us") else None
             row["fused_vs_eager"] = row["eager_us"] / f if f and row.get("eager_us") else None
@@ -135,15 +143,21 @@ def format_rows(rows):
         return "-" if v is None else format(v, spec)
 
     graph = any("fused_graph_us" in r for r in rows)
+    device_col = any("fused_device_us" in r for r in rows)
     lines = ["| dtype | size | eager us | unfused us | fused us | x unfused | x eager | GB/s (floor) | x floor |"
-             + (" fused graph us | graph x floor |" if graph else ""),
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if graph else "")]
+             + (" fused graph us | graph x floor |" if graph else "")
+             + (" fused device us | device x floor |" if device_col else ""),
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if graph else "")
+             + ("---:|---:|" if device_col else "")]
     for r in rows:
         lines.append(f"| {r['dtype']} | {r['size']} | {fmt(r.get('eager_us'), '.0f')} | {fmt(r.get('unfused_us'), '.0f')}"
                      f" | {fmt(r.get('fused_us'), '.0f')} | {fmt(r['fused_vs_unfused'], '.2f')}"
                      f" | {fmt(r['fused_vs_eager'], '.2f')} | {fmt(r['fused_gbps'], '.1f')} | {fmt(r['floor_x'], '.2f')} |"
-                     + (f" {fmt(r.get('fused_graph_us'), '.0f')} | {fmt(r.get('graph_floor_x'), '.2f')} |" if graph else ""))
+                     + (f" {fmt(r.get('fused_graph_us'), '.0f')} | {fmt(r.get('graph_floor_x'), '.2f')} |" if graph else "")
+                     + (f" {fmt(r.get('fused_device_us'), '.0f')} | {fmt(r.get('device_floor_x'), '.2f')} |"
+                        if device_col else ""))
     for r in rows:
-        if r.get("graph_error"):
-            lines.append(f"CUDA graph failed for pose_loss {r['dtype']} {r['size']}: {r['graph_error']}")
+        for kind in ("graph", "device"):
+            if r.get(f"{kind}_error"):
+                lines.append(f"{kind} time failed for pose_loss {r['dtype']} {r['size']}: {r[f'{kind}_error']}")
     return "\n".join(lines)

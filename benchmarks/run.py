@@ -17,6 +17,13 @@ exceeds the last-level cache, so repeats do not just re-read cached data.
 Bandwidth: the run first times a large device-to-device copy (bytes read + written). Each
 row's ``GB/s`` is the fewest bytes the op must move (inputs read once, outputs written once)
 over the posefast time, and ``%copy`` that as a fraction of the measured copy bandwidth.
+
+On CUDA the per-call column counts the host too wherever the kernels are shorter than the
+host's Python, dispatch and launch time. Two more columns take the host out of the posefast
+op's time: ``graph us`` (captured once in a CUDA graph, replays timed) and ``device us``
+(each call queued behind a spin kernel, so the events bracket device work only). The
+``launch floor`` line times a one-float ``zero_`` all three ways: the cost of any call on
+this host before it does any work.
 """
 import argparse
 import datetime
@@ -36,8 +43,8 @@ import torch  # noqa: E402
 
 import kernels_py  # noqa: E402
 from pose_loss_bench import bench_pose_loss, format_rows  # noqa: E402
-from timing import (copy_bandwidth, device_name, graph_replay_times, llc_bytes, steady_cpu_allocator,  # noqa: E402
-                    synchronize, time_fn)
+from timing import (copy_bandwidth, device_name, device_times, error_line, graph_replay_times,  # noqa: E402
+                    launch_floor, llc_bytes, steady_cpu_allocator, synchronize, time_fn)
 from posefast import ops as pf  # noqa: E402
 
 NUM_JOINTS = 17
@@ -241,8 +248,7 @@ def run_case(case, device, args, copy_gbs):
             row["compile_s"] = round(time.perf_counter() - t0, 2)
             fns["compiled"] = fn
         except Exception as exc:  # report, keep benchmarking the other rows
-            msg = str(exc).splitlines()[0][:200] if str(exc) else ""
-            row["compiled_error"] = f"{type(exc).__name__}: {msg}"
+            row["compiled_error"] = error_line(exc)
     # interleaved rounds, so a change in machine load hits every implementation alike
     samples = {name: [] for name in fns}
     for _ in range(args.rounds):
@@ -260,8 +266,16 @@ def run_case(case, device, args, copy_gbs):
             row["graph_us"] = statistics.median(graph_replay_times(case.posefast, arg_sets, device, args.repeats,
                                                                    warmup, args.budget / args.rounds))
         except Exception as exc:
-            msg = str(exc).splitlines()[0][:200] if str(exc) else ""
-            row["graph_error"] = f"{type(exc).__name__}: {msg}"
+            row["graph_error"] = error_line(exc)
+    row["device_us"] = None
+    if device.type == "cuda" and not args.no_graph:
+        # the posefast op's device time with the host's time hidden behind a spin kernel
+        try:
+            row["device_us"] = statistics.median(device_times(case.posefast, arg_sets, device, args.repeats, warmup,
+                                                              args.budget / args.rounds,
+                                                              lead_us=50 + 3 * row["posefast_us"]))
+        except Exception as exc:
+            row["device_error"] = error_line(exc)
     p = row["posefast_us"]
     row["speedup_vs_eager"] = row["eager_us"] / p if row["eager_us"] else None
     row["speedup_vs_compiled"] = row["compiled_us"] / p if row["compiled_us"] else None
@@ -277,8 +291,10 @@ def fmt(v, spec, missing="-"):
 
 def format_table(rows, copy_gbs):
     graph = any(r.get("graph_us") is not None for r in rows)
+    device_col = any(r.get("device_us") is not None for r in rows)
     head = ["op", "dtype", "size", "eager us", "compiled us", "posefast us", "x eager", "x compiled", "GB/s",
-            "% copy"] + (["graph us", "graph GB/s"] if graph else [])
+            "% copy"] + (["graph us", "graph GB/s"] if graph else []) + (["device us", "device % copy"]
+                                                                       if device_col else [])
     lines = [head]
     for r in rows:
         lines.append([r["op"], r["dtype"], r["size"], fmt(r["eager_us"], ".1f"), fmt(r["compiled_us"], ".1f"),
@@ -286,7 +302,11 @@ def format_table(rows, copy_gbs):
                       fmt(r["speedup_vs_compiled"], ".2f"), fmt(r["gbps"], ".1f"), fmt(r["pct_copy"], ".0f")]
                      + ([fmt(r.get("graph_us"), ".1f"),
                          fmt(r["bytes"] / (r["graph_us"] * 1e-6) / 1e9 if r.get("graph_us") else None, ".1f")]
-                        if graph else []))
+                        if graph else [])
+                     + ([fmt(r.get("device_us"), ".1f"),
+                         fmt(100 * r["bytes"] / (r["device_us"] * 1e-6) / 1e9 / copy_gbs
+                             if r.get("device_us") and copy_gbs else None, ".0f")]
+                        if device_col else []))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
     out = []
     for n, line in enumerate(lines):
@@ -301,6 +321,8 @@ def format_table(rows, copy_gbs):
             out.append(f"compile failed for {r['op']} {r['dtype']} {r['size']}: {r['compiled_error']}")
         if r.get("graph_error"):
             out.append(f"CUDA graph failed for {r['op']} {r['dtype']} {r['size']}: {r['graph_error']}")
+        if r.get("device_error"):
+            out.append(f"device time failed for {r['op']} {r['dtype']} {r['size']}: {r['device_error']}")
     return "\n".join(out)
 
 
@@ -366,7 +388,7 @@ def main(argv=None):
     ap.add_argument("--max-sets", type=int, default=8, help="most rotated input sets per row")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile reference")
     ap.add_argument("--no-eager", action="store_true", help="skip the eager reference")
-    ap.add_argument("--no-graph", action="store_true", help="CUDA: skip the CUDA-graph replay of the posefast op")
+    ap.add_argument("--no-graph", action="store_true", help="CUDA: skip the CUDA-graph replay and device-time columns of the posefast op")
     ap.add_argument("--quick", action="store_true",
                     help="seconds, not minutes: 64x48 only (unless --sizes), 1 round, few repeats, no torch.compile")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on CPU")
@@ -428,6 +450,13 @@ def main(argv=None):
         meta["copy_bytes"] = copy_bytes
         print(f"# copy bandwidth {copy_gbs:.1f} GB/s ({copy_bytes >> 20} MiB device-to-device, read + write)",
               flush=True)
+        try:
+            meta["launch_floor"] = launch_floor(device, args.repeats, args.budget)
+            print("# launch floor (one-float zero_, a trivial native op): "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in meta["launch_floor"].items()), flush=True)
+        except Exception as exc:  # diagnostic only: keep benchmarking
+            meta["launch_floor_error"] = error_line(exc)
+            print(f"# launch floor failed: {meta['launch_floor_error']}", flush=True)
         for case in build_cases(ops, sizes, device, dtypes_filter):
             row = run_case(case, device, args, copy_gbs)
             result["rows"].append(row)

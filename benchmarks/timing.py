@@ -3,7 +3,9 @@
 ``time_fn`` returns every timed call in microseconds (CUDA events on the GPU,
 ``perf_counter`` on the CPU), rotating over several input sets so repeats do not just
 re-read cached data; ``copy_bandwidth`` measures the device's copy GB/s (read + write)
-that each benchmark row's achieved bandwidth is compared with.
+that each benchmark row's achieved bandwidth is compared with. On CUDA,
+``graph_replay_times`` and ``device_times`` take the host's share out of a call in two ways,
+and ``launch_floor`` times a trivial op: the host's cost of any call.
 """
 import ctypes
 import ctypes.util
@@ -13,6 +15,12 @@ import subprocess
 import time
 
 import torch
+
+
+def error_line(exc):
+    """``Type: first line of the message`` (at most 200 characters), for a row's error field."""
+    msg = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return f"{type(exc).__name__}: {msg}"
 
 
 def synchronize(device):
@@ -45,11 +53,11 @@ def llc_bytes(device):
     return 64 << 20
 
 
-def time_fn(fn, arg_sets, device, repeats, warmup, budget_s):
+def time_fn(fn, arg_sets, device, repeats, warmup, budget_s, before=None):
     """Microseconds of each timed call of ``fn(*args)``, rotating over ``arg_sets``.
 
     At least 3 and at most ``repeats`` timed calls, stopping early once ``budget_s`` of timed
-    calls has passed.
+    calls has passed. ``before()`` (CUDA only) runs ahead of each call's start event.
     """
     n = len(arg_sets)
     for i in range(warmup):
@@ -61,6 +69,8 @@ def time_fn(fn, arg_sets, device, repeats, warmup, budget_s):
         start_wall = time.perf_counter()
         for i in range(repeats):
             s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            if before is not None:
+                before()
             s.record()
             fn(*arg_sets[i % n])
             e.record()
@@ -96,6 +106,52 @@ def graph_replay_times(fn, arg_sets, device, repeats, warmup, budget_s):
             fn(*args)
         graphs.append((graph,))
     return time_fn(lambda graph: graph.replay(), graphs, device, repeats, warmup, budget_s)
+
+
+_SPIN_CYCLES_PER_US = {}
+
+
+def spin_cycles_per_us(device):
+    """Clock cycles per microsecond of ``torch.cuda._sleep``'s spin kernel on ``device``."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _SPIN_CYCLES_PER_US:
+        cycles = 2_000_000
+        torch.cuda._sleep(cycles)  # first launch: module load
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        torch.cuda._sleep(cycles)
+        end.record()
+        end.synchronize()
+        _SPIN_CYCLES_PER_US[index] = cycles / (start.elapsed_time(end) * 1e3)
+    return _SPIN_CYCLES_PER_US[index]
+
+
+def device_times(fn, arg_sets, device, repeats, warmup, budget_s, lead_us):
+    """CUDA: the device's own time for ``fn(*args)``, host time hidden.
+
+    Before each timed call a one-thread spin kernel keeps the stream busy for ``lead_us``, so
+    the host enqueues the start event, ``fn``'s kernels and the end event before the device
+    reaches them; the events then bracket the kernels and the device-side gaps between them,
+    not the Python, dispatch and launch time of the host. (The same idea as the cache flush
+    that ``triton.testing.do_bench`` runs ahead of each call.) ``lead_us`` must exceed the
+    host's time per call: the per-call time measured by :func:`time_fn` bounds it.
+    """
+    cycles = int(lead_us * spin_cycles_per_us(device))
+    return time_fn(fn, arg_sets, device, repeats, warmup, budget_s, before=lambda: torch.cuda._sleep(cycles))
+
+
+def launch_floor(device, repeats, budget_s):
+    """Microseconds per call of a trivial native op (``zero_`` of one float): per call, and on
+    CUDA also replayed from a CUDA graph and as device time: what any op costs on this host
+    before it does any work."""
+    x = torch.zeros(1, device=device)
+    zero = lambda t: t.zero_()  # noqa: E731
+    out = {"per_call_us": statistics.median(time_fn(zero, [(x,)], device, repeats, 10, budget_s))}
+    if device.type == "cuda":
+        out["graph_us"] = statistics.median(graph_replay_times(zero, [(x,)], device, repeats, 10, budget_s))
+        out["device_us"] = statistics.median(device_times(zero, [(x,)], device, repeats, 10, budget_s,
+                                                          lead_us=50 + 3 * out["per_call_us"]))
+    return out
 
 
 def copy_bandwidth(device, nbytes, repeats, budget_s):
