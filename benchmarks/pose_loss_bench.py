@@ -157,7 +157,7 @@ def format_rows(rows):
                      + (f" {fmt(r.get('fused_device_us'), '.0f')} | {fmt(r.get('device_floor_x'), '.2f')} |"
                         if device_col else ""))
     for r in rows:
-        for kind in ("graph", "device"):
-            if r.get(f"{kind}_error"):
-                lines.append(f"{kind} time failed for pose_loss {r['dtype']} {r['size']}: {r[f'{kind}_error']}")
+        for key, what in (("graph_error", "CUDA graph"), ("device_error", "device time")):
+            if r.get(key):
+                lines.append(f"{what} failed for pose_loss {r['dtype']} {r['size']}: {r[key]}")
     return "\n".join(lines)

@@ -60,6 +60,23 @@ def test_pose_loss_table_shows_the_graph_columns_only_when_measured():
     assert lines[0].endswith("fused graph us | graph x floor |")
     assert lines[2].endswith("| 4.00 | 5 | 2.00 |") and lines[3].endswith("| 4.00 | - | - |")
     assert lines[4] == "CUDA graph failed for pose_loss float32 B4 16x12: RuntimeError: capture failed"
+    timed = bench.format_rows([{**row, "fused_graph_us": 5.0, "graph_floor_x": 2.0, "fused_device_us": 4.0,
+                                "device_floor_x": 1.6}]).splitlines()
+    assert timed[0].endswith("fused graph us | graph x floor | fused device us | device x floor |")
+    assert timed[2].endswith("| 5 | 2.00 | 4 | 1.60 |")
+
+
+def test_op_table_shows_the_device_columns_only_when_measured():
+    run = import_script("benchmarks", "run")
+    row = {"op": "render", "dtype": "float32", "size": "B64 64x48", "bytes": 4_000_000, "eager_us": 100.0,
+           "compiled_us": 50.0, "posefast_us": 40.0, "speedup_vs_eager": 2.5, "speedup_vs_compiled": 1.25,
+           "gbps": 100.0, "pct_copy": 10.0}
+    assert "device us" not in run.format_table([row], 1000.0)
+    lines = run.format_table([{**row, "graph_us": 10.0, "device_us": 8.0},
+                              {**row, "device_error": "RuntimeError: no spin"}], 1000.0).splitlines()
+    assert lines[0].rstrip(" |").endswith("graph GB/s | device us | device % copy")
+    assert lines[2].replace(" ", "").endswith("|10.0|400.0|8.0|50|")  # 4 MB in 8 us = 500 GB/s = 50 % of 1000
+    assert "device time failed for render float32 B64 64x48: RuntimeError: no spin" in lines
 
 
 def test_profile_kernels_runs_every_op_once_on_the_cpu(capsys):
