@@ -298,3 +298,15 @@ def test_maps_too_wide_for_the_factor_table(device, dtype, width):
     gtol = 1e-10 if dtype == torch.float64 else 2e-5
     torch.testing.assert_close(z.grad.double(), ref_grad, atol=gtol * ref_grad.abs().max().item(), rtol=0)
 
+
+
+def test_targets_and_weights_are_never_differentiated():
+    """Keypoints, visibility and joint weights that require grad are read, not differentiated."""
+    logits, kp, vis, weights = make_inputs((2, 3, 5, 4), torch.float32, "cpu", seed=5)
+    z = logits.requires_grad_()
+    kp, vis, weights = kp.requires_grad_(), vis.requires_grad_(), weights.requires_grad_()
+    loss, parts = pose_loss(z, kp, vis, 2.0, weights)
+    loss.backward()
+    assert z.grad is not None and kp.grad is None and vis.grad is None and weights.grad is None
+    expected, _ = pose_loss(logits.detach(), kp.detach(), vis.detach(), 2.0, weights.detach())
+    assert torch.equal(loss.detach(), expected)

@@ -3,8 +3,8 @@ import math
 
 import torch
 
-from posefast.ops.validation import (require_float, require_mask_dtype, require_positive, require_same_device,
-                                     require_shape, require_tensor)
+from posefast.ops.validation import (no_grad_input, require_float, require_mask_dtype, require_positive,
+                                     require_same_device, require_shape, require_tensor)
 
 HEATMAP_LOSSES = ("bce", "mse")
 
@@ -66,9 +66,9 @@ def pose_loss(logits, keypoints, visible, sigma, joint_weights=None, coord_weigh
         raise ValueError(f"coord_weight must be a finite number, got {coord_weight!r}")
     if heatmap_loss not in HEATMAP_LOSSES:
         raise ValueError(f"heatmap_loss must be one of {HEATMAP_LOSSES}, got {heatmap_loss!r}")
-    loss, _, _, _ = torch.ops.posefast.pose_loss_forward(logits, keypoints.detach(), visible.detach(),
-                                                         joint_weights.detach(), float(sigma), float(coord_weight),
-                                                         float(beta), heatmap_loss)
+    loss, _, _, _ = torch.ops.posefast.pose_loss_forward(logits, no_grad_input(keypoints), no_grad_input(visible),
+                                                         no_grad_input(joint_weights), float(sigma),
+                                                         float(coord_weight), float(beta), heatmap_loss)
     return loss[0], loss[1:].detach()
 
 

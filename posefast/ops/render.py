@@ -1,8 +1,8 @@
 """``render_heatmaps``: batched Gaussian target heatmaps."""
 import torch
 
-from posefast.ops.validation import (FLOAT_DTYPES, require_float, require_mask_dtype, require_positive,
-                                     require_same_device, require_shape, require_tensor)
+from posefast.ops.validation import (FLOAT_DTYPES, no_grad_input, require_float, require_mask_dtype,
+                                     require_positive, require_same_device, require_shape, require_tensor)
 
 
 def render_heatmaps(keypoints, visible, size, sigma, dtype=torch.float32):
@@ -37,11 +37,14 @@ def render_heatmaps(keypoints, visible, size, sigma, dtype=torch.float32):
         raise ValueError(f"dtype must be one of {FLOAT_DTYPES}, got {dtype}")
     sigma_per_joint, sigma_scalar = _split_sigma(sigma, keypoints)
     # targets carry no gradient: detach so autograd never records this op
-    return torch.ops.posefast.render_heatmaps(keypoints.detach(), visible.detach(), sigma_per_joint, sigma_scalar,
-                                              height, width, dtype)
+    return torch.ops.posefast.render_heatmaps(no_grad_input(keypoints), no_grad_input(visible), sigma_per_joint,
+                                              sigma_scalar, height, width, dtype)
 
 
 def _check_size(size):
+    if type(size) is tuple and len(size) == 2 and type(size[0]) is int and type(size[1]) is int \
+            and size[0] > 0 and size[1] > 0:  # the common case, checked first: this runs on every call
+        return size
     try:
         height, width = (int(s) for s in size)
         exact = all(int(s) == s for s in size)
@@ -60,7 +63,7 @@ def _split_sigma(sigma, keypoints):
         require_same_device(sigma, "sigma", keypoints, "keypoints")
         if not torch.compiler.is_compiling() and not bool((sigma > 0).all()):
             raise ValueError(f"sigma must be positive for every joint, got {sigma.tolist()}")
-        return sigma.detach(), 1.0
+        return no_grad_input(sigma), 1.0
     require_positive(sigma, "sigma")
     return None, float(sigma)
 

@@ -22,15 +22,25 @@ def require_mask_dtype(t, name):
 
 def require_shape(t, name, expected, layout):
     """``expected`` is a tuple with None for free dimensions; ``layout`` names them, e.g. '[B, K, 2]'."""
-    ok = t.dim() == len(expected) and all(e is None or s == e for s, e in zip(t.shape, expected))
-    if not ok:
-        want = ", ".join("?" if e is None else str(e) for e in expected)
-        raise ValueError(f"{name} must have shape {layout} = [{want}], got {list(t.shape)}")
+    shape = t.shape
+    if len(shape) == len(expected):  # a plain loop: this runs on every op call
+        for size, want in zip(shape, expected):
+            if want is not None and size != want:
+                break
+        else:
+            return
+    want = ", ".join("?" if e is None else str(e) for e in expected)
+    raise ValueError(f"{name} must have shape {layout} = [{want}], got {list(shape)}")
 
 
 def require_same_device(t, name, ref, ref_name):
     if t.device != ref.device:
         raise ValueError(f"{name} is on {t.device} but {ref_name} is on {ref.device}; move them to the same device")
+
+
+def no_grad_input(t):
+    """``t`` detached if it requires grad (for inputs the op never differentiates), else ``t``."""
+    return t.detach() if t.requires_grad else t
 
 
 def require_positive(value, name):
