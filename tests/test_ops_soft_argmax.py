@@ -202,3 +202,28 @@ def test_contiguous_input_at_an_unaligned_address(device, dtype):
     tol = 1e-6 if dtype == torch.float32 else 1e-2
     torch.testing.assert_close(h.grad.double(), h_aligned.grad.double(),
                                atol=tol * h_aligned.grad.abs().max().item(), rtol=0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape", [(2, 3, 256, 192), (2, 3, 130, 67), (2, 3, 512, 384)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_large_maps_split_into_chunks(device, shape, dtype):
+    """Maps of more than 8,192 pixels are folded by several CUDA blocks whose states are then
+    merged (W = 67 takes the unvectorised path): a peak in the last rows, a NaN, a map of -inf
+    but for one pixel, and a +inf must all come out as from one pass over the map."""
+    h = random_logits(shape, torch.float32, "cpu", seed=sum(shape))
+    rows, cols = shape[2], shape[3]
+    h[0, 0, rows - 2, cols - 3] = 40.0  # dominant peak in the map's last chunk
+    h[0, 1].fill_(float("-inf"))
+    h[0, 1, rows // 2, 1] = 0.0  # a single finite pixel, in a middle chunk
+    h[-1, -1, rows - 1, cols - 1] = float("nan")  # the NaN in the last chunk poisons the map
+    h = h.to(device=device, dtype=dtype)
+    out = soft_argmax(h)
+    ref = kernels_py.soft_argmax(h.double().cpu(), 1.0)
+    assert out[0, 0].tolist() == pytest.approx([cols - 3, rows - 2], abs=1e-3)
+    assert out[0, 1].tolist() == [1.0, float(rows // 2)]
+    assert torch.isnan(out[-1, -1]).all() and torch.isnan(ref[-1, -1]).all()
+    finite = torch.isfinite(ref)
+    torch.testing.assert_close(out.double().cpu()[finite], ref[finite], atol=2e-4 * max(rows, cols) / 64, rtol=1e-5)
+    h[0, 2, 3, 3] = float("inf")
+    assert torch.isnan(soft_argmax(h)[0, 2]).all() and torch.isfinite(soft_argmax(h)[1, 0]).all()

@@ -1,7 +1,10 @@
-// CUDA soft-argmax. Forward: one block per map, each thread folds its pixels into an
-// online softmax state (one exponential per pixel), then a warp-shuffle + shared-memory
-// merge; only the coordinates and the log-sum-exp are written. Backward: one block per
-// map, one read of the logits and one write of the gradient, p recomputed on the fly.
+// CUDA soft-argmax. Forward: each block folds its pixels of one map into an online softmax
+// state per thread (one exponential per pixel), then a warp-shuffle + shared-memory merge;
+// only the coordinates and the log-sum-exp are written. Large maps are split into chunks,
+// one block each, whose states a second small kernel merges. Backward: one block per map,
+// one read of the logits and one write of the gradient, p recomputed on the fly.
+#include <algorithm>
+
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <c10/cuda/CUDAException.h>
@@ -18,17 +21,29 @@ namespace {
 
 constexpr int kBlock = 256;
 
+// Vectors per forward block when a map is split (8 per thread). With one block per map, a
+// batch of B64 x K17 256x192 maps is 1,088 blocks, just over the 1,056 that 132 SMs hold at
+// 8 blocks each: the last 32 blocks ran as a second wave on an idle GPU. Chunks of this size
+// make that map 6 blocks (float32) and the grid several waves deep.
+constexpr int64_t kFwdChunkVecs = 8 * kBlock;
+
+// Map blockIdx.x, chunk blockIdx.y of gridDim.y (vectors [c * chunk, (c + 1) * chunk)).
+// One chunk: writes the map's coordinates and log-sum-exp. Several: writes the chunk's
+// state to partial[map * chunks + c] for soft_argmax_merge_kernel.
 template <typename scalar_t, typename acc_t, int VEC>
 __global__ void __launch_bounds__(kBlock)
     soft_argmax_fwd_kernel(const scalar_t* __restrict__ h, acc_t* __restrict__ coords,
-                           acc_t* __restrict__ lse, int H, int W, acc_t beta) {
+                           acc_t* __restrict__ lse, SoftArgmaxState<acc_t>* __restrict__ partial,
+                           int H, int W, int64_t chunk, acc_t beta) {
   const int64_t m = blockIdx.x;
   const int64_t hw = static_cast<int64_t>(H) * W;
   const scalar_t* src = h + m * hw;
   SoftArgmaxState<acc_t> st;
   st.init();
   const int64_t nvec = hw / VEC;
-  for (int64_t v = threadIdx.x; v < nvec; v += kBlock) {
+  const int64_t begin = blockIdx.y * chunk;
+  const int64_t end = begin + chunk < nvec ? begin + chunk : nvec;
+  for (int64_t v = begin + threadIdx.x; v < end; v += kBlock) {
     const int64_t e = v * VEC;
     const int i = static_cast<int>(e / W);
     const int j = static_cast<int>(e - static_cast<int64_t>(i) * W);
@@ -38,11 +53,28 @@ __global__ void __launch_bounds__(kBlock)
       st.push(beta * static_cast<acc_t>(pack.v[u]), acc_t(j + u), acc_t(i));
   }
   st = block_reduce_state<acc_t, kBlock>(st);
-  if (threadIdx.x == 0) {
+  if (threadIdx.x != 0) return;
+  if (gridDim.y == 1) {
     coords[2 * m] = st.x();
     coords[2 * m + 1] = st.y();
     lse[m] = st.logsumexp();
+  } else {
+    partial[m * gridDim.y + blockIdx.y] = st;
   }
+}
+
+// One thread per map: merges its chunks' states in chunk order.
+template <typename acc_t>
+__global__ void soft_argmax_merge_kernel(const SoftArgmaxState<acc_t>* __restrict__ partial,
+                                         int chunks, int64_t maps, acc_t* __restrict__ coords,
+                                         acc_t* __restrict__ lse) {
+  const int64_t m = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (m >= maps) return;
+  SoftArgmaxState<acc_t> st = partial[m * chunks];
+  for (int c = 1; c < chunks; ++c) st.merge(partial[m * chunks + c]);
+  coords[2 * m] = st.x();
+  coords[2 * m + 1] = st.y();
+  lse[m] = st.logsumexp();
 }
 
 template <typename scalar_t, typename acc_t, int VEC>
@@ -96,17 +128,36 @@ std::tuple<at::Tensor, at::Tensor> soft_argmax_forward_cuda(const at::Tensor& he
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, h.scalar_type(), "soft_argmax_fwd_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
+    using State = SoftArgmaxState<acc_t>;
     constexpr int VEC = vec_width<scalar_t>();
-    const dim3 grid(static_cast<unsigned>(B * K));
+    const bool vec = can_vectorize<scalar_t>(h, W);
+    const int64_t nvec = static_cast<int64_t>(H) * W / (vec ? VEC : 1);
+    const int64_t chunks = std::min<int64_t>((nvec + kFwdChunkVecs - 1) / kFwdChunkVecs, 65535);
+    const int64_t chunk = (nvec + chunks - 1) / chunks;
+    // the chunks' states, [B * K, chunks] (acc_t m, s, sx, sy each), when a map is split
+    at::Tensor partial;
+    State* pp = nullptr;
+    if (chunks > 1) {
+      partial = at::empty({B * K, chunks, 4}, opts);
+      pp = reinterpret_cast<State*>(partial.data_ptr<acc_t>());
+    }
+    const dim3 grid(static_cast<unsigned>(B * K), static_cast<unsigned>(chunks));
     const auto b = static_cast<acc_t>(beta);
-    if (can_vectorize<scalar_t>(h, W)) {
+    if (vec) {
       soft_argmax_fwd_kernel<scalar_t, acc_t, VEC><<<grid, kBlock, 0, stream>>>(
-          h.data_ptr<scalar_t>(), coords.data_ptr<acc_t>(), lse.data_ptr<acc_t>(), H, W, b);
+          h.data_ptr<scalar_t>(), coords.data_ptr<acc_t>(), lse.data_ptr<acc_t>(), pp, H, W, chunk, b);
     } else {
       soft_argmax_fwd_kernel<scalar_t, acc_t, 1><<<grid, kBlock, 0, stream>>>(
-          h.data_ptr<scalar_t>(), coords.data_ptr<acc_t>(), lse.data_ptr<acc_t>(), H, W, b);
+          h.data_ptr<scalar_t>(), coords.data_ptr<acc_t>(), lse.data_ptr<acc_t>(), pp, H, W, chunk, b);
     }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
+    if (chunks > 1) {
+      constexpr int kMergeBlock = 128;
+      const auto blocks = static_cast<unsigned>((B * K + kMergeBlock - 1) / kMergeBlock);
+      soft_argmax_merge_kernel<acc_t><<<blocks, kMergeBlock, 0, stream>>>(
+          pp, static_cast<int>(chunks), B * K, coords.data_ptr<acc_t>(), lse.data_ptr<acc_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
   });
   return {coords, lse};
 }
