@@ -9,7 +9,8 @@ from posefast.losses import PoseLoss
 from posefast.ops import pose_loss
 from posefast.skeleton import DEFAULT_JOINT_WEIGHTS
 
-SHAPES = [(1, 1, 1, 1), (2, 3, 5, 7), (3, 17, 13, 9), (4, 17, 64, 48), (2, 17, 96, 72), (1, 17, 256, 192)]
+SHAPES = [(1, 1, 1, 1), (2, 3, 5, 7), (3, 17, 13, 9), (4, 17, 64, 48), (2, 17, 96, 72), (1, 17, 256, 192),
+          (2, 5, 130, 67)]  # the last two: CUDA splits each map into chunks (67: unvectorised)
 KINDS = ["bce", "mse"]
 
 

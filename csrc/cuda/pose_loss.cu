@@ -1,8 +1,9 @@
-// CUDA fused pose loss (issue 8). Forward: one block per map; every thread folds its
-// pixels into (a) the sum of the heatmap loss against the analytic Gaussian target and
-// (b) an online softmax state; a block reduction leaves per map only the loss sum, the
-// soft-argmax coordinates and the log-sum-exp. A one-block kernel then reduces the [B, K]
-// values into (total, heatmap, coord) and N. Backward: one block per map, one read of the
+// CUDA fused pose loss (issue 8). Forward: one block per map, or per chunk of a large map
+// (map_chunks); every thread folds its pixels into (a) the sum of the heatmap loss against
+// the analytic Gaussian target and (b) an online softmax state; a block reduction leaves per
+// map (or chunk, merged per map by a second small kernel) only the loss sum, the soft-argmax
+// coordinates and the log-sum-exp. A one-block kernel then reduces the [B, K] values into
+// (total, heatmap, coord) and N. Backward: one block per map or chunk, one read of the
 // logits and one write of dL/dz = hm-loss gradient + soft-argmax gradient.
 // The target is never written: its separable factors (W + H exponentials per map) sit in
 // shared memory. Hidden joints' maps are not read forward and get zeros backward.
@@ -26,6 +27,8 @@ constexpr int kBlock = 256;
 // Largest Gaussian factor table (H + W entries) kept in shared memory; beyond it the
 // factors are recomputed per pixel.
 constexpr int64_t kMaxTableBytes = 32 * 1024;
+// Most vectors per block (see map_chunks).
+constexpr int64_t kChunkVecs = 8 * kBlock;
 
 // Block-wide sum, valid in thread 0. Safe to call several times in a row.
 template <typename T>
@@ -71,16 +74,21 @@ __device__ __forceinline__ void target_values(acc_t (&t)[VEC], const acc_t* colf
   }
 }
 
+// Map blockIdx.x, chunk blockIdx.y (chunk_range). One chunk per map: writes the map's loss
+// sum, coordinates and log-sum-exp. Several: writes the chunk's loss sum and softmax state
+// to partial_hm / partial_state[map * chunks + chunk] for pose_loss_merge_kernel.
 template <typename scalar_t, typename acc_t, int VEC>
 __global__ void __launch_bounds__(kBlock)
     pose_loss_fwd_kernel(const scalar_t* __restrict__ logits, const acc_t* __restrict__ kp,
-                         const acc_t* __restrict__ vis, int H, int W, acc_t inv, acc_t beta,
-                         int kind, bool use_table, acc_t* __restrict__ hm_sum,
-                         acc_t* __restrict__ coords, acc_t* __restrict__ lse) {
+                         const acc_t* __restrict__ vis, int H, int W, int64_t chunk, acc_t inv,
+                         acc_t beta, int kind, bool use_table, acc_t* __restrict__ hm_sum,
+                         acc_t* __restrict__ coords, acc_t* __restrict__ lse,
+                         acc_t* __restrict__ partial_hm,
+                         SoftArgmaxState<acc_t>* __restrict__ partial_state) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int64_t m = blockIdx.x;
   if (!pose_loss_counts(vis[m])) {  // uniform over the block: no barrier is skipped unevenly
-    if (threadIdx.x == 0) {  // not computed: zeros, never read back
+    if (threadIdx.x == 0 && gridDim.y == 1) {  // not computed: zeros, never read back
       hm_sum[m] = acc_t(0);
       coords[2 * m] = acc_t(0);
       coords[2 * m + 1] = acc_t(0);
@@ -100,7 +108,9 @@ __global__ void __launch_bounds__(kBlock)
   st.init();
   acc_t hm = 0;
   const int64_t nvec = hw / VEC;
-  for (int64_t v = threadIdx.x; v < nvec; v += kBlock) {
+  int64_t begin, end;
+  chunk_range(nvec, chunk, begin, end);
+  for (int64_t v = begin + threadIdx.x; v < end; v += kBlock) {
     const int64_t e = v * VEC;
     const int i = static_cast<int>(e / W);
     const int j = static_cast<int>(e - static_cast<int64_t>(i) * W);
@@ -116,12 +126,41 @@ __global__ void __launch_bounds__(kBlock)
   }
   st = block_reduce_state<acc_t, kBlock>(st);
   hm = block_reduce_sum(hm);
-  if (threadIdx.x == 0) {
+  if (threadIdx.x != 0) return;
+  if (gridDim.y == 1) {
     hm_sum[m] = hm;
     coords[2 * m] = st.x();
     coords[2 * m + 1] = st.y();
     lse[m] = st.logsumexp();
+  } else {
+    partial_hm[m * gridDim.y + blockIdx.y] = hm;
+    partial_state[m * gridDim.y + blockIdx.y] = st;
   }
+}
+
+// One thread per map: the chunks' loss sums and softmax states, merged in chunk order.
+template <typename acc_t>
+__global__ void pose_loss_merge_kernel(const acc_t* __restrict__ partial_hm,
+                                       const SoftArgmaxState<acc_t>* __restrict__ partial_state,
+                                       const acc_t* __restrict__ vis, int chunks, int64_t maps,
+                                       acc_t* __restrict__ hm_sum, acc_t* __restrict__ coords,
+                                       acc_t* __restrict__ lse) {
+  const int64_t m = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (m >= maps) return;
+  const bool counts = pose_loss_counts(vis[m]);
+  acc_t hm = 0;
+  SoftArgmaxState<acc_t> st;
+  st.init();
+  if (counts) {  // else the chunks wrote nothing: zeros, never read back
+    for (int c = 0; c < chunks; ++c) {
+      hm += partial_hm[m * chunks + c];
+      st.merge(partial_state[m * chunks + c]);
+    }
+  }
+  hm_sum[m] = hm;
+  coords[2 * m] = counts ? st.x() : acc_t(0);
+  coords[2 * m + 1] = counts ? st.y() : acc_t(0);
+  lse[m] = counts ? st.logsumexp() : acc_t(0);
 }
 
 // [B, K] -> loss (total, heatmap, coord) and N, in one block (deterministic order).
@@ -158,18 +197,20 @@ __global__ void __launch_bounds__(kBlock)
                          const acc_t* __restrict__ kp, const acc_t* __restrict__ vis,
                          const acc_t* __restrict__ w, const acc_t* __restrict__ coords,
                          const acc_t* __restrict__ lse, const acc_t* __restrict__ norm, int K,
-                         int H, int W, acc_t inv, acc_t beta, acc_t coord_weight, int kind,
-                         bool use_table, scalar_t* __restrict__ grad) {
+                         int H, int W, int64_t chunk, acc_t inv, acc_t beta, acc_t coord_weight,
+                         int kind, bool use_table, scalar_t* __restrict__ grad) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int64_t m = blockIdx.x;
   const int64_t hw = static_cast<int64_t>(H) * W;
   scalar_t* dst = grad + m * hw;
   const int64_t nvec = hw / VEC;
+  int64_t begin, end;
+  chunk_range(nvec, chunk, begin, end);
   if (!pose_loss_counts(vis[m])) {
     Vec<scalar_t, VEC> zero;
 #pragma unroll
     for (int u = 0; u < VEC; ++u) zero.v[u] = scalar_t(0);
-    for (int64_t v = threadIdx.x; v < nvec; v += kBlock)
+    for (int64_t v = begin + threadIdx.x; v < end; v += kBlock)
       *reinterpret_cast<Vec<scalar_t, VEC>*>(dst + v * VEC) = zero;
     return;
   }
@@ -185,7 +226,7 @@ __global__ void __launch_bounds__(kBlock)
   acc_t* rowf = colf + W;
   if (use_table) fill_factor_table(colf, rowf, H, W, renders, kx, ky, inv);
 
-  for (int64_t v = threadIdx.x; v < nvec; v += kBlock) {
+  for (int64_t v = begin + threadIdx.x; v < end; v += kBlock) {
     const int64_t e = v * VEC;
     const int i = static_cast<int>(e / W);
     const int j = static_cast<int>(e - static_cast<int64_t>(i) * W);
@@ -235,19 +276,42 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> pose_loss_forward_cud
     constexpr int VEC = vec_width<scalar_t>();
     const auto inv = inv_two_sigma_sq(static_cast<acc_t>(sigma));
     const auto b = static_cast<acc_t>(beta);
+    using State = SoftArgmaxState<acc_t>;
     const int64_t smem = table_bytes(H, W, sizeof(acc_t));
     if (B * K > 0) {
-      const dim3 grid(static_cast<unsigned>(B * K));
-      if (can_vectorize<scalar_t>(z, W)) {
+      const bool vec = can_vectorize<scalar_t>(z, W);
+      const MapChunks split = map_chunks(static_cast<int64_t>(H) * W / (vec ? VEC : 1), kChunkVecs);
+      // the chunks' loss sums [B * K, chunks] and softmax states [B * K, chunks, 4], when split
+      at::Tensor partial_hm, partial_state;
+      acc_t* php = nullptr;
+      State* psp = nullptr;
+      if (split.count > 1) {
+        partial_hm = at::empty({B * K, split.count}, hm_sum.options());
+        partial_state = at::empty({B * K, split.count, 4}, hm_sum.options());
+        php = partial_hm.data_ptr<acc_t>();
+        psp = reinterpret_cast<State*>(partial_state.data_ptr<acc_t>());
+      }
+      const dim3 grid(static_cast<unsigned>(B * K), static_cast<unsigned>(split.count));
+      if (vec) {
         pose_loss_fwd_kernel<scalar_t, acc_t, VEC><<<grid, kBlock, smem, stream>>>(
-            z.data_ptr<scalar_t>(), kp.data_ptr<acc_t>(), vis.data_ptr<acc_t>(), H, W, inv, b, kind,
-            smem > 0, hm_sum.data_ptr<acc_t>(), coords.data_ptr<acc_t>(), lse.data_ptr<acc_t>());
+            z.data_ptr<scalar_t>(), kp.data_ptr<acc_t>(), vis.data_ptr<acc_t>(), H, W, split.size, inv, b,
+            kind, smem > 0, hm_sum.data_ptr<acc_t>(), coords.data_ptr<acc_t>(), lse.data_ptr<acc_t>(), php,
+            psp);
       } else {
         pose_loss_fwd_kernel<scalar_t, acc_t, 1><<<grid, kBlock, smem, stream>>>(
-            z.data_ptr<scalar_t>(), kp.data_ptr<acc_t>(), vis.data_ptr<acc_t>(), H, W, inv, b, kind,
-            smem > 0, hm_sum.data_ptr<acc_t>(), coords.data_ptr<acc_t>(), lse.data_ptr<acc_t>());
+            z.data_ptr<scalar_t>(), kp.data_ptr<acc_t>(), vis.data_ptr<acc_t>(), H, W, split.size, inv, b,
+            kind, smem > 0, hm_sum.data_ptr<acc_t>(), coords.data_ptr<acc_t>(), lse.data_ptr<acc_t>(), php,
+            psp);
       }
       C10_CUDA_KERNEL_LAUNCH_CHECK();
+      if (split.count > 1) {
+        constexpr int kMergeBlock = 128;
+        const auto blocks = static_cast<unsigned>((B * K + kMergeBlock - 1) / kMergeBlock);
+        pose_loss_merge_kernel<acc_t><<<blocks, kMergeBlock, 0, stream>>>(
+            php, psp, vis.data_ptr<acc_t>(), static_cast<int>(split.count), B * K, hm_sum.data_ptr<acc_t>(),
+            coords.data_ptr<acc_t>(), lse.data_ptr<acc_t>());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      }
     }
     pose_loss_finalize_kernel<acc_t><<<1, kBlock, 0, stream>>>(
         hm_sum.data_ptr<acc_t>(), coords.data_ptr<acc_t>(), kp.data_ptr<acc_t>(),
@@ -289,17 +353,19 @@ at::Tensor pose_loss_backward_cuda(const at::Tensor& grad_loss, const at::Tensor
     const auto b = static_cast<acc_t>(beta);
     const auto cw = static_cast<acc_t>(coord_weight);
     const int64_t smem = table_bytes(H, W, sizeof(acc_t));
-    const dim3 grid(static_cast<unsigned>(B * K));
-    if (can_vectorize<scalar_t>(z, W) && aligned16(grad.data_ptr())) {
+    const bool vec = can_vectorize<scalar_t>(z, W) && aligned16(grad.data_ptr());
+    const MapChunks split = map_chunks(static_cast<int64_t>(H) * W / (vec ? VEC : 1), kChunkVecs);
+    const dim3 grid(static_cast<unsigned>(B * K), static_cast<unsigned>(split.count));
+    if (vec) {
       pose_loss_bwd_kernel<scalar_t, acc_t, VEC><<<grid, kBlock, smem, stream>>>(
           gl.data_ptr<acc_t>(), z.data_ptr<scalar_t>(), kp.data_ptr<acc_t>(), vis.data_ptr<acc_t>(),
           w.data_ptr<acc_t>(), c.data_ptr<acc_t>(), l.data_ptr<acc_t>(), norm.data_ptr<acc_t>(),
-          static_cast<int>(K), H, W, inv, b, cw, kind, smem > 0, grad.data_ptr<scalar_t>());
+          static_cast<int>(K), H, W, split.size, inv, b, cw, kind, smem > 0, grad.data_ptr<scalar_t>());
     } else {
       pose_loss_bwd_kernel<scalar_t, acc_t, 1><<<grid, kBlock, smem, stream>>>(
           gl.data_ptr<acc_t>(), z.data_ptr<scalar_t>(), kp.data_ptr<acc_t>(), vis.data_ptr<acc_t>(),
           w.data_ptr<acc_t>(), c.data_ptr<acc_t>(), l.data_ptr<acc_t>(), norm.data_ptr<acc_t>(),
-          static_cast<int>(K), H, W, inv, b, cw, kind, smem > 0, grad.data_ptr<scalar_t>());
+          static_cast<int>(K), H, W, split.size, inv, b, cw, kind, smem > 0, grad.data_ptr<scalar_t>());
     }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });

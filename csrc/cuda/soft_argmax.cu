@@ -3,8 +3,6 @@
 // only the coordinates and the log-sum-exp are written. Large maps are split into chunks,
 // one block each, whose states a second small kernel merges. Backward: one block per map,
 // one read of the logits and one write of the gradient, p recomputed on the fly.
-#include <algorithm>
-
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <c10/cuda/CUDAException.h>
@@ -21,15 +19,12 @@ namespace {
 
 constexpr int kBlock = 256;
 
-// Vectors per forward block when a map is split (8 per thread). With one block per map, a
-// batch of B64 x K17 256x192 maps is 1,088 blocks, just over the 1,056 that 132 SMs hold at
-// 8 blocks each: the last 32 blocks ran as a second wave on an idle GPU. Chunks of this size
-// make that map 6 blocks (float32) and the grid several waves deep.
-constexpr int64_t kFwdChunkVecs = 8 * kBlock;
+// Most vectors per forward block (see map_chunks).
+constexpr int64_t kChunkVecs = 8 * kBlock;
 
-// Map blockIdx.x, chunk blockIdx.y of gridDim.y (vectors [c * chunk, (c + 1) * chunk)).
-// One chunk: writes the map's coordinates and log-sum-exp. Several: writes the chunk's
-// state to partial[map * chunks + c] for soft_argmax_merge_kernel.
+// Map blockIdx.x, chunk blockIdx.y of gridDim.y (chunk_range). One chunk: writes the map's
+// coordinates and log-sum-exp. Several: writes the chunk's state to
+// partial[map * chunks + chunk] for soft_argmax_merge_kernel.
 template <typename scalar_t, typename acc_t, int VEC>
 __global__ void __launch_bounds__(kBlock)
     soft_argmax_fwd_kernel(const scalar_t* __restrict__ h, acc_t* __restrict__ coords,
@@ -41,8 +36,8 @@ __global__ void __launch_bounds__(kBlock)
   SoftArgmaxState<acc_t> st;
   st.init();
   const int64_t nvec = hw / VEC;
-  const int64_t begin = blockIdx.y * chunk;
-  const int64_t end = begin + chunk < nvec ? begin + chunk : nvec;
+  int64_t begin, end;
+  chunk_range(nvec, chunk, begin, end);
   for (int64_t v = begin + threadIdx.x; v < end; v += kBlock) {
     const int64_t e = v * VEC;
     const int i = static_cast<int>(e / W);
@@ -131,9 +126,8 @@ std::tuple<at::Tensor, at::Tensor> soft_argmax_forward_cuda(const at::Tensor& he
     using State = SoftArgmaxState<acc_t>;
     constexpr int VEC = vec_width<scalar_t>();
     const bool vec = can_vectorize<scalar_t>(h, W);
-    const int64_t nvec = static_cast<int64_t>(H) * W / (vec ? VEC : 1);
-    const int64_t chunks = std::min<int64_t>((nvec + kFwdChunkVecs - 1) / kFwdChunkVecs, 65535);
-    const int64_t chunk = (nvec + chunks - 1) / chunks;
+    const MapChunks split = map_chunks(static_cast<int64_t>(H) * W / (vec ? VEC : 1), kChunkVecs);
+    const int64_t chunks = split.count, chunk = split.size;
     // the chunks' states, [B * K, chunks] (acc_t m, s, sx, sy each), when a map is split
     at::Tensor partial;
     State* pp = nullptr;

@@ -2,6 +2,7 @@
 // reduction of soft-argmax states.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "pose_math.h"
@@ -22,6 +23,28 @@ constexpr int vec_width() {
 }
 
 inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// Per-map kernels split a map of `nvec` vectors into `count` chunks of `size` vectors (the
+// last may be shorter), one block each (blockIdx.y), so that a batch of large maps makes a
+// grid several waves deep. With one block per map, B64 x K17 = 1,088 blocks just overfill
+// the 1,056 that 132 SMs hold at 8 blocks each, and the last 32 ran as a second wave on an
+// otherwise idle GPU. 8 vectors per thread of a 256-thread block: a 256x192 float32 map is
+// 6 chunks; maps up to 8,192 float32 pixels (64x48, 96x72) stay one block.
+struct MapChunks {
+  int64_t count, size;
+};
+
+inline MapChunks map_chunks(int64_t nvec, int64_t max_vecs) {
+  const int64_t count = nvec <= max_vecs ? 1 : std::min<int64_t>((nvec + max_vecs - 1) / max_vecs, 65535);
+  return {count, (nvec + count - 1) / count};
+}
+
+// This block's vectors [begin, end) of its map.
+__device__ __forceinline__ void chunk_range(int64_t nvec, int64_t size, int64_t& begin,
+                                            int64_t& end) {
+  begin = static_cast<int64_t>(blockIdx.y) * size;
+  end = begin + size < nvec ? begin + size : nvec;
+}
 
 template <typename T>
 __device__ __forceinline__ SoftArgmaxState<T> shfl_down_state(const SoftArgmaxState<T>& st,
