@@ -1,8 +1,8 @@
 // CUDA soft-argmax. Forward: each block folds its pixels of one map into an online softmax
 // state per thread (one exponential per pixel), then a warp-shuffle + shared-memory merge;
 // only the coordinates and the log-sum-exp are written. Large maps are split into chunks,
-// one block each, whose states a second small kernel merges. Backward: one block per map,
-// one read of the logits and one write of the gradient, p recomputed on the fly.
+// one block each, whose states a second small kernel merges. Backward: one block per map
+// (or chunk), one read of the logits and one write of the gradient, p recomputed on the fly.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <c10/cuda/CUDAException.h>
@@ -19,7 +19,7 @@ namespace {
 
 constexpr int kBlock = 256;
 
-// Most vectors per forward block (see map_chunks).
+// Most vectors per block, forward and backward (see map_chunks).
 constexpr int64_t kChunkVecs = 8 * kBlock;
 
 // Map blockIdx.x, chunk blockIdx.y of gridDim.y (chunk_range). One chunk: writes the map's
@@ -77,7 +77,7 @@ __global__ void __launch_bounds__(kBlock)
     soft_argmax_bwd_kernel(const acc_t* __restrict__ grad_coords,
                            const scalar_t* __restrict__ h, const acc_t* __restrict__ coords,
                            const acc_t* __restrict__ lse, scalar_t* __restrict__ grad, int H,
-                           int W, acc_t beta) {
+                           int W, int64_t chunk, acc_t beta) {
   const int64_t m = blockIdx.x;
   const int64_t hw = static_cast<int64_t>(H) * W;
   const scalar_t* src = h + m * hw;
@@ -86,7 +86,9 @@ __global__ void __launch_bounds__(kBlock)
   const acc_t gx = grad_coords[2 * m], gy = grad_coords[2 * m + 1];
   const acc_t l = lse[m];
   const int64_t nvec = hw / VEC;
-  for (int64_t v = threadIdx.x; v < nvec; v += kBlock) {
+  int64_t begin, end;
+  chunk_range(nvec, chunk, begin, end);
+  for (int64_t v = begin + threadIdx.x; v < end; v += kBlock) {
     const int64_t e = v * VEC;
     const int i = static_cast<int>(e / W);
     const int j = static_cast<int>(e - static_cast<int64_t>(i) * W);
@@ -174,16 +176,18 @@ at::Tensor soft_argmax_backward_cuda(const at::Tensor& grad_coords, const at::Te
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, h.scalar_type(), "soft_argmax_bwd_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     constexpr int VEC = vec_width<scalar_t>();
-    const dim3 grid(static_cast<unsigned>(B * K));
+    const bool vec = can_vectorize<scalar_t>(h, W) && aligned16(grad.data_ptr());
+    const MapChunks split = map_chunks(static_cast<int64_t>(H) * W / (vec ? VEC : 1), kChunkVecs);
+    const dim3 grid(static_cast<unsigned>(B * K), static_cast<unsigned>(split.count));
     const auto b = static_cast<acc_t>(beta);
-    if (can_vectorize<scalar_t>(h, W) && aligned16(grad.data_ptr())) {
+    if (vec) {
       soft_argmax_bwd_kernel<scalar_t, acc_t, VEC><<<grid, kBlock, 0, stream>>>(
           g.data_ptr<acc_t>(), h.data_ptr<scalar_t>(), c.data_ptr<acc_t>(), l.data_ptr<acc_t>(),
-          grad.data_ptr<scalar_t>(), H, W, b);
+          grad.data_ptr<scalar_t>(), H, W, split.size, b);
     } else {
       soft_argmax_bwd_kernel<scalar_t, acc_t, 1><<<grid, kBlock, 0, stream>>>(
           g.data_ptr<acc_t>(), h.data_ptr<scalar_t>(), c.data_ptr<acc_t>(), l.data_ptr<acc_t>(),
-          grad.data_ptr<scalar_t>(), H, W, b);
+          grad.data_ptr<scalar_t>(), H, W, split.size, b);
     }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
