@@ -17,6 +17,10 @@
 #             the script stops there (STOP_ON_TEST_FAIL=0: go on)
 #   bench     every op/size/dtype: eager reference vs posefast, and the fused pose loss vs the
 #             unfused ops vs eager (B=128)                            -> bench_cuda_nocompile.*
+#   split     same-run A/B of the per-map kernels that split large maps into chunks (the default)
+#             against one block per map (POSEFAST_CUDA_CHUNK_VECS=0), at the sizes the split
+#             changes: soft-argmax forward and backward at B64 256x192, the fused loss at B128
+#             256x192                                          -> bench_split_{chunked,one_block}.*
 #   ncu       Nsight Compute on one launch of each posefast kernel (benchmarks/profile_kernels.py):
 #             duration, % of peak throughput, occupancy, waves; diagnostic  -> ncu_kernels.txt
 #   data      PoseLoader samples/s (256x192, crop cache) and training images/s, end to end vs
@@ -43,7 +47,7 @@ OUT="${OUT:-./device_out}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
 DEVICE="${DEVICE:-cuda}"
-STAGES=" ${STAGES:-tests bench ncu data compile coco} "
+STAGES=" ${STAGES:-tests bench split ncu data compile coco} "
 export PYTHONUNBUFFERED=1
 exec > >(tee -a "$OUT/device_check.log") 2>&1
 # shellcheck source=benchmarks/device_pack.sh
@@ -84,6 +88,8 @@ if [ "$DEVICE" = "cuda" ]; then
                 --ops render,soft_argmax,soft_argmax_bwd,soft_argmax_fwd_bwd,pck_counts)
   # 2,700 images (~3,800 samples): the loader's 2+12 batches of 256 and the training benchmark's
   # 5+20 steps of 128 each fit in one epoch, so no epoch start is timed
+  SPLIT_ARGS=(--device cuda --no-compile --no-eager --budget 0.3 --ops soft_argmax,soft_argmax_bwd,pose_loss
+              --sizes 256x192 --loss-sizes 128:256x192)
   DATA_ARGS=(--device cuda --data-only --train --data-images 2700 --data-batch 256 --data-batches 12)
 else
   NOCOMPILE_ARGS=(--device cpu --quick)
@@ -153,6 +159,13 @@ bench_stage() {
 stage "waiting for the torch.compile warm-up (if any) before timing anything"
 stop_warmup
 want bench && bench_stage "benchmark, eager vs posefast" 120 bench_cuda_nocompile "${NOCOMPILE_ARGS[@]}"
+if want split && [ "$DEVICE" = "cuda" ]; then
+  for variant in chunked one_block chunked_again; do
+    [ "$variant" = one_block ] && export POSEFAST_CUDA_CHUNK_VECS=0
+    bench_stage "split A/B: $variant" 40 "bench_split_$variant" "${SPLIT_ARGS[@]}"
+    unset POSEFAST_CUDA_CHUNK_VECS
+  done
+fi
 NCU=$(command -v ncu || ls "${CUDA_HOME:-/usr/local/cuda}/bin/ncu" 2>/dev/null || true)
 if want ncu && [ "$DEVICE" = "cuda" ]; then
   # diagnostic only (a failure here does not change the status): duration, throughput,

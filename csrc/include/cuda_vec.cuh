@@ -1,9 +1,11 @@
-// Small CUDA helpers shared by the kernels: 16-byte vector access and the block-wide
-// reduction of soft-argmax states.
+// Small CUDA helpers shared by the kernels: 16-byte vector access, the split of large maps
+// into chunks and the block-wide reduction of soft-argmax states.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <limits>
 
 #include "pose_math.h"
 
@@ -34,7 +36,19 @@ struct MapChunks {
   int64_t count, size;
 };
 
+// max_vecs, unless the environment variable POSEFAST_CUDA_CHUNK_VECS (read once per
+// process) sets another limit; 0 never splits. For same-run A/B benchmarks (device_check.sh).
+inline int64_t chunk_vecs_limit(int64_t max_vecs) {
+  static const int64_t env = [] {
+    const char* v = std::getenv("POSEFAST_CUDA_CHUNK_VECS");
+    return v != nullptr && *v != '\0' ? std::atoll(v) : int64_t(-1);
+  }();
+  if (env < 0) return max_vecs;
+  return env == 0 ? std::numeric_limits<int64_t>::max() : env;
+}
+
 inline MapChunks map_chunks(int64_t nvec, int64_t max_vecs) {
+  max_vecs = chunk_vecs_limit(max_vecs);
   const int64_t count = nvec <= max_vecs ? 1 : std::min<int64_t>((nvec + max_vecs - 1) / max_vecs, 65535);
   return {count, (nvec + count - 1) / count};
 }
