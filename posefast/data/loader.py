@@ -108,9 +108,9 @@ class PoseLoader:
 
         Returns the epoch's sample order (each batch's indices sorted, for a cache-friendly
         gather) and per-sample tensors (affines, keypoints, visibility, grid thetas, ids) in
-        that order; a batch is a slice of them. Computing these per batch took about 1.5 ms of
-        small tensor ops per batch, all of it holding the GIL that the training thread needs
-        to launch its kernels; per epoch it is a few ms in all.
+        that order; a batch is a slice of them. Computed per batch, these small tensor ops took
+        1.5-2 ms per batch of 128 on a 2-core CPU, holding the GIL that the training thread
+        needs to launch its kernels; for a whole epoch (4,947 COCO samples) they take ~12 ms.
         """
         order = np.concatenate([np.sort(indices) for indices in batches]) if batches else np.zeros(0, np.int64)
         meta = self.dataset.metadata(order)
