@@ -240,7 +240,8 @@ def benchmark_training(batch_size: int = 128, input_size: tuple[int, int] = (256
     (gather, augmentation warp, normalisation, target rendering unless the loss is fused) + forward + dual loss +
     backward + AdamW step. ``model_only_images_per_s``: the same step repeated on one
     batch already resident on the device. ``loader_only_images_per_s``: the loader's batches
-    alone, no step. Each times ``steps`` steps (batches) after ``warmup`` and waits for the
+    alone, no step. On CUDA also ``end_to_end_same_stream_images_per_s``: end to end with
+    the loader's ``side_stream=False`` (crops copied on the training stream). Each times ``steps`` steps (batches) after ``warmup`` and waits for the
     device; end to end near ``1 / (1/model + 1/loader)`` means the two do not overlap. The
     data is the synthetic set (``num_images`` training images, generated on first use under
     ``synthetic_root``); with fewer than ``warmup + steps`` batches per epoch
@@ -262,14 +263,18 @@ def benchmark_training(batch_size: int = 128, input_size: tuple[int, int] = (256
     net = torch.compile(model) if compile else model
     loss_fn = PoseLoss(fused=fused_loss).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    loader = PoseLoader(dataset, batch_size, shuffle=True, drop_last=len(dataset) >= batch_size, device=dev,
-                        augment=AugmentConfig(), output_stride=model.output_stride, render_targets=not fused_loss)
+    def make_loader(side_stream=True):
+        return PoseLoader(dataset, batch_size, shuffle=True, drop_last=len(dataset) >= batch_size, device=dev,
+                          augment=AugmentConfig(), output_stride=model.output_stride, render_targets=not fused_loss,
+                          side_stream=side_stream)
 
-    def batches():
+    loader = make_loader()
+
+    def batches(source=loader):
         epoch = 0
         while True:
-            loader.set_epoch(epoch)
-            yield from loader
+            source.set_epoch(epoch)
+            yield from source
             epoch += 1
 
     def timed(source, step: bool = True) -> float:
@@ -295,8 +300,13 @@ def benchmark_training(batch_size: int = 128, input_size: tuple[int, int] = (256
     stream = batches()
     loader_only = timed(stream, step=False)
     stream.close()
+    extra = {}
+    if dev.type == "cuda":  # the same end to end with the crops copied on the training stream
+        stream = batches(make_loader(side_stream=False))
+        extra["end_to_end_same_stream_images_per_s"] = timed(stream)
+        stream.close()
     return {"end_to_end_images_per_s": end_to_end, "model_only_images_per_s": model_only,
-            "loader_only_images_per_s": loader_only, "batches_per_epoch": len(loader),
+            "loader_only_images_per_s": loader_only, **extra, "batches_per_epoch": len(loader),
             "batch_size": batch_size, "input_size": list(input_size), "device": str(dev),
             "amp": amp, "channels_last": cl, "compile": compile, "steps": steps}
 

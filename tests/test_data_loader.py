@@ -193,3 +193,23 @@ def test_cuda_batches_match_cpu(dataset, augment):
         assert torch.equal(cpu.indices, gpu.indices.cpu()) and torch.equal(cpu.affine, gpu.affine.cpu())
         assert torch.allclose(cpu.images, gpu.images.cpu(), atol=1e-3)
         assert torch.allclose(cpu.targets, gpu.targets.cpu(), atol=1e-4)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a visible CUDA GPU")
+@pytest.mark.parametrize("side_stream", [True, False])
+def test_cuda_copies_ahead_of_a_busy_stream_stay_ordered(dataset, side_stream):
+    """Crops copied ahead on the loader's own stream while the consumer's stream lags behind a
+    long kernel: every batch still holds its own samples, and the pinned buffers (prefetch 1:
+    three of them, reused every third batch) are never overwritten before their copy is done."""
+    options = dict(shuffle=True, drop_last=False, augment=None, output_stride=4, seed=5, prefetch=1,
+                   render_targets=False)
+    cpu_batches = list(PoseLoader(dataset, 2, device="cpu", **options))
+    loader = PoseLoader(dataset, 2, device="cuda", side_stream=side_stream, **options)
+    assert loader.side_stream == side_stream and len(cpu_batches) > 3
+    cuda_images = []
+    for batch in loader:
+        torch.cuda._sleep(20_000_000)  # ~10 ms of the consumer's stream: the copies run far ahead
+        cuda_images.append(batch.images.clone())
+    for cpu, images in zip(cpu_batches, cuda_images, strict=True):
+        assert torch.allclose(cpu.images, images.cpu(), atol=1e-4)  # a race would swap whole crops

@@ -2,9 +2,10 @@
 
 A background thread computes the whole epoch's per-sample affines and keypoints on the CPU
 in one vectorised pass, then, per batch, gathers the cached crops with one fancy-indexed copy
-(into pinned memory when the device is CUDA). The main thread then moves the crops with a non-blocking
-copy, warps them in one batched ``grid_sample``, normalises, and renders the target heatmaps
-with ``posefast.ops.render_heatmaps`` -- all on the device.
+(into pinned memory when the device is CUDA) and, on CUDA, copies them to the device on a
+stream of its own. The main thread then waits for that copy on its stream (or makes the copy
+itself), warps the crops in one batched ``grid_sample``, normalises, and renders the target
+heatmaps with ``posefast.ops.render_heatmaps`` -- all on the device.
 """
 import queue
 import threading
@@ -41,10 +42,13 @@ class PoseLoader:
         rank, world_size: DDP sharding; every rank gets the same number of batches (the
             shuffled index list is padded by wrapping around, like ``DistributedSampler``).
         prefetch: batches prepared ahead by the background thread.
+        side_stream: CUDA: the background thread also copies each batch's crops to the device,
+            on a stream of its own, so the copy overlaps the training step's kernels instead of
+            queueing behind them (False: the main thread copies on its current stream).
     """
 
     def __init__(self, dataset, batch_size, *, shuffle, drop_last, device, augment, output_stride,
-                 sigma=2.0, render_targets=True, seed=0, rank=0, world_size=1, prefetch=3):
+                 sigma=2.0, render_targets=True, seed=0, rank=0, world_size=1, prefetch=3, side_stream=True):
         height, width = dataset.input_size
         if height % output_stride or width % output_stride:
             raise ValueError(f"input size {dataset.input_size} is not divisible by output_stride {output_stride}")
@@ -60,6 +64,8 @@ class PoseLoader:
         self.heatmap_size = (height // output_stride, width // output_stride)
         self.epoch = 0
         self._pinned = self.device.type == "cuda"
+        self.side_stream = bool(side_stream) and self._pinned
+        self._copy_stream = None  # created by __iter__ (CUDA, side_stream)
         self._buffers = None
 
     def set_epoch(self, epoch):
@@ -145,16 +151,31 @@ class PoseLoader:
         slot = batch_index % (self.prefetch + 2)
         crops = self._buffer(slot)[: stop - start]
         self.dataset.gather(order[start:stop], out=crops.numpy())
-        return {"slot": slot, "crops": crops, **{name: value[start:stop] for name, value in plan.items()}}
+        item = {"slot": slot, "crops": crops, **{name: value[start:stop] for name, value in plan.items()}}
+        if self._copy_stream is not None:  # the copy runs beside the training step's kernels
+            with torch.cuda.stream(self._copy_stream):
+                item["crops"] = crops.to(self.device, non_blocking=True)
+            item["copied"] = self._copy_done(slot, self._copy_stream)
+        return item
+
+    def _copy_done(self, slot, stream):
+        """Records the end of the copy out of buffer ``slot`` on ``stream``; ``_buffer`` waits for it."""
+        self._events[slot] = torch.cuda.Event()
+        self._events[slot].record(stream)
+        return self._events[slot]
 
     def _finish(self, host):
         """Device side of one batch: copy, warp, normalise, render."""
         device = self.device
-        crops = host.pop("crops").to(device, non_blocking=True)
-        slot = host.pop("slot")
-        if device.type == "cuda":
-            self._events[slot] = torch.cuda.Event()
-            self._events[slot].record()
+        crops, slot, copied = host.pop("crops"), host.pop("slot"), host.pop("copied", None)
+        if copied is not None:  # copied ahead on the loader's stream: wait for it on this one
+            stream = torch.cuda.current_stream(device)
+            stream.wait_event(copied)
+            crops.record_stream(stream)  # its memory is reused only after this stream's use
+        else:
+            crops = crops.to(device, non_blocking=True)
+            if device.type == "cuda":
+                self._copy_done(slot, torch.cuda.current_stream(device))
         fields = {name: value.to(device, non_blocking=True) for name, value in host.items()}
         theta = fields.pop("theta")
         if self.augment is None:
@@ -185,14 +206,16 @@ class PoseLoader:
         def produce():
             try:
                 order, plan = self._plan_epoch(batches)
-                stop = 0
+                end = 0
                 for batch_index, indices in enumerate(batches):
-                    start, stop = stop, stop + len(indices)
-                    if not hand_over(self._prepare(batch_index, start, stop, order, plan)):
+                    start, end = end, end + len(indices)
+                    if not hand_over(self._prepare(batch_index, start, end, order, plan)):
                         return
             except BaseException as error:  # hand the error to the consumer
                 hand_over(error)
 
+        if self.side_stream and self._copy_stream is None:
+            self._copy_stream = torch.cuda.Stream(self.device)
         worker = threading.Thread(target=produce, name="PoseLoader-prefetch", daemon=True)
         worker.start()
         try:
