@@ -21,6 +21,8 @@
 #             against one block per map (POSEFAST_CUDA_CHUNK_VECS=0), at the sizes the split
 #             changes: soft-argmax forward and backward at B64 256x192, the fused loss at B128
 #             256x192                                          -> bench_split_{chunked,one_block}.*
+#             (If the CUDA tests fail but pass with one block per map, the run says so and goes
+#             on with POSEFAST_CUDA_CHUNK_VECS=0 instead of stopping, and skips this stage.)
 #   ncu       Nsight Compute on one launch of each posefast kernel (benchmarks/profile_kernels.py):
 #             duration, % of peak throughput, occupancy, waves; diagnostic  -> ncu_kernels.txt
 #   data      PoseLoader samples/s (256x192, crop cache) and training images/s, end to end vs
@@ -127,6 +129,23 @@ if want tests; then
   rc=$?
   tail -25 "$WORK/pytest_cuda.log"
   echo "pytest exit code: $rc"
+  if [ $rc -ne 0 ] && [ "$DEVICE" = "cuda" ] && [ -z "${POSEFAST_CUDA_CHUNK_VECS:-}" ]; then
+    # the split of large maps into chunks had never run on a GPU when this was written: if the
+    # tests pass without it, go on without it (and say so) rather than stop
+    stage "the CUDA op tests again with one block per map (POSEFAST_CUDA_CHUNK_VECS=0)"
+    POSEFAST_CUDA_CHUNK_VECS=0 timeout "$(stage_limit 120)" "$PY" -m pytest -q -m cuda "${tests[@]}" \
+      "${per_test[@]}" -p no:cacheprovider > "$WORK/pytest_cuda_one_block.log" 2>&1
+    rc_one=$?
+    tail -5 "$WORK/pytest_cuda_one_block.log"
+    echo "pytest (one block per map) exit code: $rc_one"
+    if [ $rc_one -eq 0 ]; then
+      echo "CHUNKED KERNELS FAIL THEIR TESTS: every later stage runs with POSEFAST_CUDA_CHUNK_VECS=0"
+      export POSEFAST_CUDA_CHUNK_VECS=0
+      chunks_broken=1
+      rc=0
+      status=1
+    fi
+  fi
   if [ $rc -ne 0 ]; then
     status=1
     if [ "$DEVICE" = "cuda" ] && command -v compute-sanitizer >/dev/null; then
@@ -159,7 +178,7 @@ bench_stage() {
 stage "waiting for the torch.compile warm-up (if any) before timing anything"
 stop_warmup
 want bench && bench_stage "benchmark, eager vs posefast" 120 bench_cuda_nocompile "${NOCOMPILE_ARGS[@]}"
-if want split && [ "$DEVICE" = "cuda" ]; then
+if want split && [ "$DEVICE" = "cuda" ] && [ -z "${chunks_broken:-}" ]; then
   for variant in chunked one_block chunked_again; do
     [ "$variant" = one_block ] && export POSEFAST_CUDA_CHUNK_VECS=0
     bench_stage "split A/B: $variant" 40 "bench_split_$variant" "${SPLIT_ARGS[@]}"
