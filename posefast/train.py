@@ -159,7 +159,7 @@ def train_one_epoch(model, loss_fn, loader, optimizer, scheduler, cfg, ctx, epoc
         n = len(batch)
         # no host->device tensor here: a blocking copy would wait for the whole step every batch
         sums += torch.stack([out.total.detach(), out.heatmap, out.coord, torch.ones_like(out.coord)]).to(sums) * n
-        if bar.n % 10 == 0:
+        if not bar.disable and bar.n % 10 == 0:  # .item() waits for the device: every 10th step only
             bar.set_postfix(loss=f"{out.total.item():.4f}")
     if ctx.device.type == "cuda":
         torch.cuda.synchronize(ctx.device)

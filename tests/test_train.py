@@ -225,3 +225,19 @@ def test_resume_on_cuda(tiny_root, tmp_path):
     train(tiny_config(tiny_root, tmp_path / "run", **common), stop_after=1)
     train(tiny_config(tiny_root, tmp_path / "run", resume=True, **common))
     assert [r["epoch"] for r in read_metrics(tmp_path / "run")] == [1, 2]
+
+
+def test_no_per_step_item_calls_when_progress_is_off(tiny_root, tmp_path, monkeypatch):
+    """``.item()`` waits for the device: the training and validation loops must not call it per
+    batch (with the progress bar off, tqdm's counter stays 0, and ``n % 10 == 0`` held every step)."""
+    callers = []
+    item = torch.Tensor.item
+
+    def counting_item(self):
+        callers.append(sys._getframe(1).f_code.co_name)
+        return item(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", counting_item)
+    train(tiny_config(tiny_root, tmp_path / "run", synthetic_train=24, synthetic_val=8, epochs=1, batch_size=4))
+    assert len(read_metrics(tmp_path / "run")) == 1
+    assert "train_one_epoch" not in callers and "evaluate" not in callers, callers
