@@ -25,6 +25,7 @@
 #             on with POSEFAST_CUDA_CHUNK_VECS=0 instead of stopping, and skips this stage.)
 #   ncu       Nsight Compute on one launch of each posefast kernel (benchmarks/profile_kernels.py):
 #             duration, % of peak throughput, occupancy, waves; diagnostic  -> ncu_kernels.txt
+#             (and ncu_kernels_one_block.txt: the same with POSEFAST_CUDA_CHUNK_VECS=0)
 #   data      PoseLoader samples/s (256x192, crop cache) and training images/s, end to end vs
 #             model-only (benchmarks/run.py --data --train)          -> bench_data_train.*
 #   compile   float32 op rows with the torch.compile reference too (the JSON is written after
@@ -192,13 +193,19 @@ if want ncu && [ "$DEVICE" = "cuda" ]; then
   # at the clocks the benchmarks ran at (--clock-control none)
   stage "Nsight Compute: one launch of each posefast kernel (${NCU:-ncu not found: skipped})"
   if [ -n "$NCU" ]; then
-    timeout "$(stage_limit 60)" "$NCU" --clock-control none \
-      --kernel-name regex:'render_kernel|soft_argmax_|pose_loss_|pck_kernel' \
-      --section SpeedOfLight --section Occupancy --section LaunchStats \
-      "$PY" benchmarks/profile_kernels.py > "$WORK/ncu_kernels.txt" 2>&1
-    echo "ncu exit code: $?"
-    grep -E "_kernel|Duration|Memory Throughput|Achieved Occupancy|Waves Per SM|Registers Per Thread|Block Limit" \
-      "$WORK/ncu_kernels.txt" | head -80
+    # the kernels as they run, then (split A/B) with one block per map
+    for variant in "" one_block; do
+      [ "$variant" = one_block ] && { [ -n "${chunks_broken:-}" ] && continue; export POSEFAST_CUDA_CHUNK_VECS=0; }
+      report="$WORK/ncu_kernels${variant:+_$variant}.txt"
+      timeout "$(stage_limit 60)" "$NCU" --clock-control none \
+        --kernel-name regex:'render_kernel|soft_argmax_|pose_loss_|pck_kernel' \
+        --section SpeedOfLight --section Occupancy --section LaunchStats \
+        "$PY" benchmarks/profile_kernels.py > "$report" 2>&1
+      echo "ncu ${variant:-as run} exit code: $?"
+      [ "$variant" = one_block ] && unset POSEFAST_CUDA_CHUNK_VECS
+      grep -E "_kernel|Duration|Memory Throughput|Achieved Occupancy|Waves Per SM|Registers Per Thread|Block Limit" \
+        "$report" | head -80
+    done
   fi
 fi
 want data && bench_stage "data loader and training throughput" 90 bench_data_train "${DATA_ARGS[@]}"
