@@ -204,6 +204,8 @@ class PoseLoader:
             return False
 
         def produce():
+            if not batches:
+                return
             try:
                 order, plan = self._plan_epoch(batches)
                 end = 0
