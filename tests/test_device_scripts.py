@@ -106,3 +106,34 @@ def test_install_wheels_without_wheels_changes_nothing(tmp_path):
         """, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok before"
+
+
+FAKE_PYTHON = """#!/usr/bin/env bash
+# a stand-in for python on the GPU machine: pytest passes only with one block per map ({mode})
+if [ "$1" = "-m" ] && [ "$2" = "pytest" ]; then
+  if [ "{mode}" = "chunks_broken" ] && [ "${{POSEFAST_CUDA_CHUNK_VECS:-}}" = "0" ]; then echo "9 passed"; exit 0; fi
+  echo "FAILED tests/test_ops_soft_argmax.py::test_large_maps_split_into_chunks"; exit 1
+fi
+if [ "$1" = "-c" ]; then exit 0; fi  # the import check
+if [ "$1" = "benchmarks/run.py" ]; then echo "run.py chunk limit: ${{POSEFAST_CUDA_CHUNK_VECS:-default}}"; exit 0; fi
+exec {python} "$@"
+"""
+
+
+@pytest.mark.parametrize("mode", ["chunks_broken", "all_broken"])
+def test_device_check_goes_on_without_the_split_only_when_that_fixes_the_tests(tmp_path, mode):
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON.format(mode=mode, python=sys.executable))
+    fake.chmod(0o755)
+    proc = run_bash("bash benchmarks/device_check.sh", tmp_path, timeout=120, PYTHON=str(fake), DEVICE="cuda",
+                    SKIP_BUILD="1", STAGES="tests bench split", WHEELS=str(tmp_path / "no_wheels"),
+                    STOP_ON_TEST_FAIL="1", POSEFAST_CUDA_CHUNK_VECS="")
+    log = (tmp_path / "out" / "device_check.log").read_text()
+    assert proc.returncode == 1, log[-2000:]
+    assert "again with one block per map" in log
+    if mode == "chunks_broken":  # benchmarks go on, all with one block per map; no split A/B
+        assert "every later stage runs with POSEFAST_CUDA_CHUNK_VECS=0" in log
+        assert "run.py chunk limit: 0" in log and "run.py chunk limit: default" not in log
+        assert "split A/B" not in log and "done (status 1)" in log
+    else:
+        assert "stopping: the CUDA tests failed" in log and "run.py chunk limit" not in log
