@@ -83,6 +83,9 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA
     cpu_amp: bool = False  # bf16 autocast on the CPU too (~1.7x faster steps on CPUs with AVX512-BF16 or AMX)
     channels_last: bool = True  # on CUDA, and on the CPU with cpu_amp
+    # CUDA: cuDNN times its convolution algorithms for each new input shape once and keeps the
+    # fastest (the input size is fixed here); false: its heuristics pick, as PyTorch's default
+    cudnn_benchmark: bool = True
     compile: bool = False
     seed: int = 0
     # evaluation and output

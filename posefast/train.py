@@ -233,25 +233,30 @@ def evaluate(model, loss_fn, loader, cfg: TrainConfig, ctx: DistContext) -> dict
 def benchmark_training(batch_size: int = 128, input_size: tuple[int, int] = (256, 192), steps: int = 20,
                        warmup: int = 5, device: str = "auto", amp: bool = True, channels_last: bool = True,
                        compile: bool = False, num_images: int = 256, synthetic_root: str = "",
-                       cache_dir: str = "", fused_loss: bool = True) -> dict:
+                       cache_dir: str = "", fused_loss: bool = True, cudnn_benchmark: bool = True) -> dict:
     """Training images/s of SimplePoseNet, end to end vs model only.
 
-    ``end_to_end_images_per_s``: the whole step as ``train`` runs it: ``PoseLoader``
-    (gather, augmentation warp, normalisation, target rendering unless the loss is fused) + forward + dual loss +
-    backward + AdamW step. ``model_only_images_per_s``: the same step repeated on one
-    batch already resident on the device. ``loader_only_images_per_s``: the loader's batches
-    alone, no step. On CUDA also ``end_to_end_same_stream_images_per_s``: end to end with
-    the loader's ``side_stream=False`` (crops copied on the training stream). Each times ``steps`` steps (batches) after ``warmup`` and waits for the
-    device; end to end near ``1 / (1/model + 1/loader)`` means the two do not overlap. The
-    data is the synthetic set (``num_images`` training images, generated on first use under
-    ``synthetic_root``); with fewer than ``warmup + steps`` batches per epoch
-    (``batches_per_epoch``), every epoch start, which waits for its first batch, is timed too.
+    ``end_to_end_images_per_s``: the whole step as ``train`` runs it: ``PoseLoader`` (gather,
+    augmentation warp, normalisation, target rendering unless the loss is fused) + forward +
+    dual loss + backward + AdamW step. ``model_only_images_per_s``: the same step repeated on
+    one batch already resident on the device. ``loader_only_images_per_s``: the loader's
+    batches alone, no step. Each times ``steps`` steps (batches) after ``warmup`` and waits
+    for the device. On CUDA also ``end_to_end_same_stream_images_per_s`` (the loader's
+    ``side_stream=False``: crops copied on the training stream) and
+    ``model_only_cudnn_heuristics_images_per_s`` (``torch.backends.cudnn.benchmark`` off; the
+    others run with ``cudnn_benchmark``, as ``train`` does). End to end near
+    ``1 / (1/model + 1/loader)`` means the two do not overlap. The data is the synthetic set
+    (``num_images`` training images, generated on first use under ``synthetic_root``); with
+    fewer than ``warmup + steps`` batches per epoch (``batches_per_epoch``), every epoch
+    start, which waits for its first batch, is timed too.
     """
     from posefast.data import AugmentConfig, CocoKeypoints, PoseLoader
     from posefast.data.synthetic import default_synthetic_root
     from posefast.distributed import pick_device
 
     dev = pick_device(device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = cudnn_benchmark
     files = synthetic_files(synthetic_root or default_synthetic_root(), num_images, 1, 0, 160)
     dataset = CocoKeypoints(files["train_json"], files["image_dir"], input_size=input_size,
                             cache_dir=cache_dir or None, progress=False)
@@ -305,10 +310,14 @@ def benchmark_training(batch_size: int = 128, input_size: tuple[int, int] = (256
         stream = batches(make_loader(side_stream=False))
         extra["end_to_end_same_stream_images_per_s"] = timed(stream)
         stream.close()
+        torch.backends.cudnn.benchmark = False  # and the model alone with cuDNN's heuristics
+        extra["model_only_cudnn_heuristics_images_per_s"] = timed(iter(lambda: fixed, None))
+        torch.backends.cudnn.benchmark = cudnn_benchmark
     return {"end_to_end_images_per_s": end_to_end, "model_only_images_per_s": model_only,
             "loader_only_images_per_s": loader_only, **extra, "batches_per_epoch": len(loader),
             "batch_size": batch_size, "input_size": list(input_size), "device": str(dev),
-            "amp": amp, "channels_last": cl, "compile": compile, "steps": steps}
+            "amp": amp, "channels_last": cl, "compile": compile, "steps": steps,
+            "cudnn_benchmark": cudnn_benchmark and dev.type == "cuda"}
 
 
 def log_line(epoch: int, epochs: int, cfg: TrainConfig, train: dict, val: dict) -> str:
@@ -374,6 +383,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
         torch.distributed.broadcast_object_list(holder, src=0)
         files = holder[0]
     seed_everything(cfg.seed + ctx.rank)
+    if ctx.device.type == "cuda":
+        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
     model = build_model(cfg.model, pretrained=cfg.pretrained, output_stride=cfg.output_stride,
                         head_bias=cfg.head_bias).to(ctx.device)
     pretrained = model.pretrained

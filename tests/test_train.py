@@ -241,3 +241,18 @@ def test_no_per_step_item_calls_when_progress_is_off(tiny_root, tmp_path, monkey
     train(tiny_config(tiny_root, tmp_path / "run", synthetic_train=24, synthetic_val=8, epochs=1, batch_size=4))
     assert len(read_metrics(tmp_path / "run")) == 1
     assert "train_one_epoch" not in callers and "evaluate" not in callers, callers
+
+
+def test_cudnn_benchmark_is_a_config_switch(tiny_root, tmp_path):
+    assert tiny_config(tiny_root, tmp_path / "a").cudnn_benchmark is True
+    assert tiny_config(tiny_root, tmp_path / "b", "--cudnn_benchmark", "false").cudnn_benchmark is False
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a visible CUDA GPU")
+@pytest.mark.parametrize("on", [True, False])
+def test_cudnn_benchmark_follows_the_config_on_cuda(tiny_root, tmp_path, monkeypatch, on):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", not on)  # restored afterwards
+    train(tiny_config(tiny_root, tmp_path / "run", synthetic_train=16, synthetic_val=8, epochs=1, batch_size=8,
+                      device="cuda", cudnn_benchmark=on))
+    assert torch.backends.cudnn.benchmark is on
