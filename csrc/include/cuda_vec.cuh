@@ -28,10 +28,11 @@ inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 1
 
 // Per-map kernels split a map of `nvec` vectors into `count` chunks of `size` vectors (the
 // last may be shorter), one block each (blockIdx.y), so that a batch of large maps makes a
-// grid several waves deep. With one block per map, B64 x K17 = 1,088 blocks just overfill
-// the 1,056 that 132 SMs hold at 8 blocks each, and the last 32 ran as a second wave on an
-// otherwise idle GPU. 8 vectors per thread of a 256-thread block: a 256x192 float32 map is
-// 6 chunks; maps up to 8,192 float32 pixels (64x48, 96x72) stay one block.
+// grid several waves deep. With one block per map, B64 x K17 = 1,088 blocks overfill the
+// at most 1,056 that 132 SMs hold at once (8 per SM; fewer if registers limit them), so a
+// second, partial wave runs on an otherwise idle GPU. 8 vectors per thread of a 256-thread
+// block: a 256x192 float32 map is 6 chunks; maps up to 8,192 float32 pixels (64x48, 96x72)
+// stay one block.
 struct MapChunks {
   int64_t count, size;
 };
