@@ -18,9 +18,9 @@
 #   bench     every op/size/dtype: eager reference vs posefast, and the fused pose loss vs the
 #             unfused ops vs eager (B=128)                            -> bench_cuda_nocompile.*
 #   split     same-run A/B of the per-map kernels that split large maps into chunks (the default)
-#             against one block per map (POSEFAST_CUDA_CHUNK_VECS=0), at the sizes the split
-#             changes, float32: soft-argmax forward and backward at B64 256x192, the fused loss at B128
-#             256x192                                          -> bench_split_{chunked,one_block}.*
+#             against one block per map (POSEFAST_CUDA_CHUNK_VECS=0), float32, at the sizes the
+#             split changes: soft-argmax forward and backward at B64 256x192, the fused loss at
+#             B128 256x192                             -> bench_split_{chunked,one_block,chunked_again}.*
 #             (If the CUDA tests fail but pass with one block per map, the run says so and goes
 #             on with POSEFAST_CUDA_CHUNK_VECS=0 instead of stopping, and skips this stage.)
 #   ncu       Nsight Compute on one launch of each posefast kernel (benchmarks/profile_kernels.py):
@@ -89,10 +89,10 @@ if [ "$DEVICE" = "cuda" ]; then
   NOCOMPILE_ARGS=(--device cuda --no-compile --budget 0.3)
   COMPILE_ARGS=(--device cuda --dtypes float32 --budget 0.3
                 --ops render,soft_argmax,soft_argmax_bwd,soft_argmax_fwd_bwd,pck_counts)
+  SPLIT_ARGS=(--device cuda --no-compile --no-eager --budget 0.3 --dtypes float32
+              --ops soft_argmax,soft_argmax_bwd,pose_loss --sizes 256x192 --loss-sizes 128:256x192)
   # 2,700 images (~3,800 samples): the loader's 2+12 batches of 256 and the training benchmark's
   # 5+20 steps of 128 each fit in one epoch, so no epoch start is timed
-  SPLIT_ARGS=(--device cuda --no-compile --no-eager --budget 0.3 --dtypes float32 --ops soft_argmax,soft_argmax_bwd,pose_loss
-              --sizes 256x192 --loss-sizes 128:256x192)
   DATA_ARGS=(--device cuda --data-only --train --data-images 2700 --data-batch 256 --data-batches 12)
 else
   NOCOMPILE_ARGS=(--device cpu --quick)

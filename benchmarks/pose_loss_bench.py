@@ -105,6 +105,10 @@ def bench_pose_loss(device, sizes=DEFAULT_SIZES, dtypes=(torch.float32, torch.bf
             row = {"op": "pose_loss_fwd_bwd", "dtype": str(dtype).replace("torch.", ""),
                    "size": f"B{batch} {h}x{w}", "floor_bytes": floor_bytes(batch, h, w, dtype)}
             samples = {name: [] for name in variants}
+
+            def floor_ratio(us):  # a time over the floor's bytes at the copy bandwidth
+                return (us * 1e-6) / (row["floor_bytes"] / (copy_gbs * 1e9)) if us and copy_gbs else None
+
             for _ in range(rounds):
                 for name in variants:
                     samples[name] += time_fn(VARIANTS[name], arg_sets, device, max(3, repeats // rounds), warmup,
@@ -116,23 +120,21 @@ def bench_pose_loss(device, sizes=DEFAULT_SIZES, dtypes=(torch.float32, torch.bf
                 try:
                     row["fused_graph_us"] = statistics.median(
                         graph_replay_times(fused, arg_sets, device, repeats, warmup, budget_s / rounds))
-                    row["graph_floor_x"] = (row["fused_graph_us"] * 1e-6) / (row["floor_bytes"] / (copy_gbs * 1e9)) \
-                        if copy_gbs else None
+                    row["graph_floor_x"] = floor_ratio(row["fused_graph_us"])
                 except Exception as exc:  # report it, keep the timed rows
                     row["graph_error"] = error_line(exc)
                 try:  # and as device time, the host's share hidden behind a spin kernel
                     row["fused_device_us"] = statistics.median(
                         device_times(fused, arg_sets, device, repeats, warmup, budget_s / rounds,
                                      lead_us=50 + 3 * row["fused_us"]))
-                    row["device_floor_x"] = (row["fused_device_us"] * 1e-6) / (row["floor_bytes"] / (copy_gbs * 1e9)) \
-                        if copy_gbs else None
+                    row["device_floor_x"] = floor_ratio(row["fused_device_us"])
                 except Exception as exc:
                     row["device_error"] = error_line(exc)
             f = row.get("fused_us")
             row["fused_vs_unfused"] = row["unfused_us"] / f if f and row.get("unfused_us") else None
             row["fused_vs_eager"] = row["eager_us"] / f if f and row.get("eager_us") else None
             row["fused_gbps"] = row["floor_bytes"] / (f * 1e-6) / 1e9 if f else None
-            row["floor_x"] = (f * 1e-6) / (row["floor_bytes"] / (copy_gbs * 1e9)) if f and copy_gbs else None
+            row["floor_x"] = floor_ratio(f)
             rows.append(row)
             del arg_sets
     return rows

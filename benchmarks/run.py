@@ -258,7 +258,7 @@ def run_case(case, device, args, copy_gbs):
     for name in ("posefast", "eager", "compiled"):
         row[f"{name}_us"] = statistics.median(samples[name]) if samples.get(name) else None
         row[f"{name}_repeats"] = len(samples.get(name, []))
-    row["graph_us"] = None
+    row["graph_us"] = row["device_us"] = None
     if device.type == "cuda" and not args.no_graph:
         # the posefast op replayed from a CUDA graph: device time without the Python and
         # launch overhead (what the kernels cost inside a captured training step)
@@ -267,9 +267,7 @@ def run_case(case, device, args, copy_gbs):
                                                                    warmup, args.budget / args.rounds))
         except Exception as exc:
             row["graph_error"] = error_line(exc)
-    row["device_us"] = None
-    if device.type == "cuda" and not args.no_graph:
-        # the posefast op's device time with the host's time hidden behind a spin kernel
+        # and its device time with the host's time hidden behind a spin kernel
         try:
             row["device_us"] = statistics.median(device_times(case.posefast, arg_sets, device, args.repeats, warmup,
                                                               args.budget / args.rounds,
@@ -388,7 +386,8 @@ def main(argv=None):
     ap.add_argument("--max-sets", type=int, default=8, help="most rotated input sets per row")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile reference")
     ap.add_argument("--no-eager", action="store_true", help="skip the eager reference")
-    ap.add_argument("--no-graph", action="store_true", help="CUDA: skip the CUDA-graph replay and device-time columns of the posefast op")
+    ap.add_argument("--no-graph", action="store_true",
+                    help="CUDA: skip the CUDA-graph replay and device-time columns of the posefast op")
     ap.add_argument("--quick", action="store_true",
                     help="seconds, not minutes: 64x48 only (unless --sizes), 1 round, few repeats, no torch.compile")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on CPU")

@@ -143,6 +143,13 @@ def train_step(model, loss_fn, optimizer, batch, *, amp: bool, channels_last: bo
     return out
 
 
+def loss_sums(out, n: int, like: torch.Tensor) -> torch.Tensor:
+    """``(total, heatmap, coord, samples)`` of a batch of ``n``, summed over its samples, as
+    ``like`` (dtype, device): built on the device, so the loops never wait for it (a host
+    tensor copied over would wait for the whole step)."""
+    return torch.stack([out.total.detach(), out.heatmap, out.coord, torch.ones_like(out.coord)]).to(like) * n
+
+
 def train_one_epoch(model, loss_fn, loader, optimizer, scheduler, cfg, ctx, epoch) -> dict:
     """One pass over this rank's shard; mean loss parts over all ranks, lr, samples/s."""
     model.train()
@@ -156,9 +163,7 @@ def train_one_epoch(model, loss_fn, loader, optimizer, scheduler, cfg, ctx, epoc
         out = train_step(model, loss_fn, optimizer, batch, amp=amp, channels_last=use_channels_last(cfg, ctx),
                          grad_clip=cfg.grad_clip)
         scheduler.step()
-        n = len(batch)
-        # no host->device tensor here: a blocking copy would wait for the whole step every batch
-        sums += torch.stack([out.total.detach(), out.heatmap, out.coord, torch.ones_like(out.coord)]).to(sums) * n
+        sums += loss_sums(out, len(batch), sums)
         if not bar.disable and bar.n % 10 == 0:  # .item() waits for the device: every 10th step only
             bar.set_postfix(loss=f"{out.total.item():.4f}")
     if ctx.device.type == "cuda":
@@ -206,8 +211,7 @@ def evaluate(model, loss_fn, loader, cfg: TrainConfig, ctx: DistContext) -> dict
         with autocast(amp, ctx.device):
             logits = model(batch.images)
         out = loss_fn(logits, batch.heatmap_keypoints, batch.visible, batch.targets)
-        n = len(batch)
-        sums += torch.stack([out.total, out.heatmap, out.coord, torch.ones_like(out.coord)]).to(sums) * n
+        sums += loss_sums(out, len(batch), sums)
         pred, gt, vis, box = eval_points(batch, decode_heatmaps(logits, model.output_stride, cfg.beta), cfg.eval_space)
         values = (batch.indices, pred, gt, vis, metrics.torso_size(gt, vis), box)
         parts.append({k: v if k == "index" else v.float() for k, v in zip(keys, values)})
@@ -268,6 +272,7 @@ def benchmark_training(batch_size: int = 128, input_size: tuple[int, int] = (256
     net = torch.compile(model) if compile else model
     loss_fn = PoseLoss(fused=fused_loss).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
     def make_loader(side_stream=True):
         return PoseLoader(dataset, batch_size, shuffle=True, drop_last=len(dataset) >= batch_size, device=dev,
                           augment=AugmentConfig(), output_stride=model.output_stride, render_targets=not fused_loss,
