@@ -2,10 +2,16 @@
 """Markdown tables for docs/RESULTS_COCO.md from the run folders of scripts/coco_runs.sh.
 
     python scripts/coco_results_table.py RUN_ROOT
+    python scripts/coco_results_table.py --seeds SEED_ROOT...
 
 Reads each run's ``metrics.jsonl`` (throughput, epochs), ``train.log`` (``wall_s``) and
 ``eval/eval.json`` (``python -m posefast.evaluate --flip`` on best.pt) and prints the main
 table, the per-joint table and the ablation lines. Runs that are missing are left out.
+
+``--seeds`` takes one run root per seed (each made by ``EXTRA="--seed S" bash
+scripts/coco_runs.sh SEED_ROOT abl_base abl_...``) and prints the ablations as paired
+comparisons: each ablation against the baseline of the same seed (same training subset,
+same initialisation), mean and spread over the seeds.
 """
 import json
 import os
@@ -92,27 +98,69 @@ def ablation_lines(root):
     b = base["eval"]["results"]["soft_argmax"]
     lines = ["| ablation (600 train images, 4 epochs) | torso PCK@0.2 | bbox PCK@0.2 | AP | torso vs baseline |",
              "|---|---:|---:|---:|---:|"]
-
-    def line(label, r):
-        ap = (r.get("coco") or {}).get("AP", float("nan"))
-        lines.append(f"| {label} | {r['pck_torso']:.3f} | {r['pck_bbox']:.3f} | {ap:.3f} "
-                     f"| {r['pck_torso'] - b['pck_torso']:+.3f} |")
-
-    for name, label in ABLATIONS:
+    for label, name, key in eval_variants():
         run = load(root, name)
-        if run is not None:
-            line(label, run["eval"]["results"]["soft_argmax"])
-    res = base["eval"]["results"]
-    for key, label in (("soft_argmax+flip", "baseline + flip test"),
-                       ("argmax_quarter", "baseline, argmax + quarter-pixel decoding instead of soft-argmax"),
-                       ("argmax_quarter+flip", "baseline, argmax + quarter-pixel, + flip test")):
-        if key in res:
-            line(label, res[key])
+        r = None if run is None else run["eval"]["results"].get(key)
+        if r is not None:
+            ap = (r.get("coco") or {}).get("AP", float("nan"))
+            lines.append(f"| {label} | {r['pck_torso']:.3f} | {r['pck_bbox']:.3f} | {ap:.3f} "
+                         f"| {r['pck_torso'] - b['pck_torso']:+.3f} |")
+    return "\n".join(lines)
+
+
+def eval_variants():
+    """(label, run name, result key) of every ablation line: trained variants, then the
+    baseline's evaluation-only variants (flip test, argmax decoding)."""
+    trained = [(label, name, "soft_argmax") for name, label in ABLATIONS]
+    decoded = [("baseline + flip test", "abl_base", "soft_argmax+flip"),
+               ("baseline, argmax + quarter-pixel decoding instead of soft-argmax", "abl_base", "argmax_quarter"),
+               ("baseline, argmax + quarter-pixel, + flip test", "abl_base", "argmax_quarter+flip")]
+    return trained + decoded
+
+
+def mean_sd(values, signed=False):
+    mean = statistics.mean(values)
+    sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return f"{mean:+.3f} +- {sd:.3f}" if signed else f"{mean:.3f} +- {sd:.3f}"
+
+
+def seed_ablation_table(roots):
+    """Paired ablations over seeds: one run root per seed, each with its own ``abl_base``."""
+    seeds = []
+    for root in roots:
+        base = load(root, "abl_base")
+        if base is not None:
+            seeds.append((os.path.basename(os.path.normpath(root)), root, base["eval"]["results"]))
+    if not seeds:
+        return ""
+    lines = [f"| ablation (600 train images, 4 epochs; {len(seeds)} seeds: {', '.join(s for s, _, _ in seeds)}) "
+             "| torso PCK@0.2, mean +- sd | bbox PCK@0.2, mean +- sd | torso vs baseline, paired: mean +- sd "
+             "| per seed: torso (vs baseline) |",
+             "|---|---:|---:|---:|---|"]
+    for label, name, key in eval_variants():
+        torso, bbox, diffs = [], [], []
+        for _, root, base in seeds:
+            run = base if name == "abl_base" else (load(root, name) or {}).get("eval", {}).get("results")
+            if run is None or key not in run:
+                continue
+            torso.append(run[key]["pck_torso"])
+            bbox.append(run[key]["pck_bbox"])
+            diffs.append(run[key]["pck_torso"] - base["soft_argmax"]["pck_torso"])
+        if not torso:
+            continue
+        if len(torso) < len(seeds):
+            label += f" ({len(torso)} of {len(seeds)} seeds)"
+        per_seed = ", ".join(f"{t:.3f} ({d:+.3f})" for t, d in zip(torso, diffs))
+        lines.append(f"| {label} | {mean_sd(torso)} | {mean_sd(bbox)} | {mean_sd(diffs, signed=True)} "
+                     f"| {per_seed} |")
     return "\n".join(lines)
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--seeds" and len(argv) > 1:
+        print(f"### Ablations over seeds\n\n{seed_ablation_table(argv[1:])}\n")
+        return 0
     if len(argv) != 1:
         print(__doc__)
         return 2
