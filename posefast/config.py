@@ -43,6 +43,13 @@ class TrainConfig:
     # data
     dataset: str = "synthetic"  # synthetic (generated on first use) | coco
     data_dir: str = ""  # coco: folder with train.json, val.json, images/ (relative: cwd, then repo root)
+    # coco, any other layout (e.g. COCO 2017's annotations/person_keypoints_train2017.json and
+    # train2017/): each path named here replaces its data_dir default
+    train_json: str = ""
+    train_images: str = ""
+    val_json: str = ""
+    val_images: str = ""
+    skip_bad: bool = False  # coco: skip (and count) missing/corrupt images and bad annotations instead of failing
     cache_dir: str = ""  # crop caches ("" = posefast default)
     synthetic_root: str = ""  # where the synthetic set is generated ("" = posefast default)
     synthetic_train: int = 600
@@ -101,6 +108,9 @@ class TrainConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+# What a run records in its config.yaml beside the fields (what it found, not what it was told):
+# read back with --config (to retrain a run as it was), they are skipped.
+RUN_RECORD_KEYS = ("pretrained_loaded", "data_skipped")
 HINTS = typing.get_type_hints(TrainConfig)
 
 
@@ -239,7 +249,8 @@ def load_config(argv: list[str] | None = None, **overrides) -> TrainConfig:
     values = {}
     if config_path:
         for key, value in read_yaml(config_path).items():
-            values[check_key(key, config_path)] = value
+            if key not in RUN_RECORD_KEYS:
+                values[check_key(key, config_path)] = value
     values.update(cli)
     for key, value in overrides.items():
         values[check_key(key, "overrides")] = value
@@ -263,17 +274,27 @@ def resolve_path(path: str) -> str:
     return os.path.abspath(path)
 
 
+COCO_FILES = {"train_json": "train.json", "train_images": "images", "val_json": "val.json", "val_images": "images"}
+
+
 def coco_paths(cfg: TrainConfig) -> dict:
-    """``{train_json, val_json, image_dir}`` of a COCO-layout folder, or ConfigError."""
+    """``{train_json, train_images, val_json, val_images}`` of a COCO keypoints dataset, or
+    ConfigError: each from its own config field when set, else from the ``data_dir`` layout
+    (``train.json``, ``val.json``, ``images/``)."""
     data_dir = cfg.data_dir or os.environ.get("POSEFAST_COCO_DIR", "")
-    if not data_dir:
-        raise ConfigError("dataset coco needs data_dir (or POSEFAST_COCO_DIR)")
-    root = resolve_path(data_dir)
-    paths = {"train_json": os.path.join(root, "train.json"), "val_json": os.path.join(root, "val.json"),
-             "image_dir": os.path.join(root, "images")}
-    missing = [p for p in paths.values() if not os.path.exists(p)]
+    paths, defaulted = {}, []
+    for key, name in COCO_FILES.items():
+        if getattr(cfg, key):
+            paths[key] = resolve_path(getattr(cfg, key))
+        elif data_dir:
+            paths[key] = os.path.join(resolve_path(data_dir), name)
+            defaulted.append(key)
+        else:
+            raise ConfigError(f"dataset coco needs data_dir (or POSEFAST_COCO_DIR), or {key} set explicitly")
+    missing = [f"{key}={paths[key]}" + (f" (from data_dir {data_dir!r})" if key in defaulted else "")
+               for key in COCO_FILES if not os.path.exists(paths[key])]
     if missing:
-        raise ConfigError(f"dataset folder {data_dir!r} (resolved to {root}) is missing: {', '.join(missing)}")
+        raise ConfigError(f"dataset coco: not found: {'; '.join(missing)}")
     return paths
 
 

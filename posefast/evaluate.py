@@ -117,12 +117,16 @@ def data_files(cfg, ann_file, image_dir):
     from posefast.train import dataset_files
 
     files = dataset_files(cfg)
-    return files["val_json"], files["image_dir"]
+    return files["val_json"], files["val_images"]
 
 
 def evaluate_checkpoint(checkpoint, ann_file=None, image_dir=None, out_dir=None, flip=False, device="auto",
-                        batch_size=32, subset=None, pck_threshold=0.2, cache_dir=None, progress=True) -> dict:
-    """Run the whole evaluation (see the module docstring); returns what ``eval.json`` holds."""
+                        batch_size=32, subset=None, pck_threshold=0.2, cache_dir=None, progress=True,
+                        skip_bad=None) -> dict:
+    """Run the whole evaluation (see the module docstring); returns what ``eval.json`` holds.
+
+    ``skip_bad``: skip (and count, in ``data.skipped``) missing or corrupt images and bad
+    annotations instead of failing; ``None`` follows the run's ``skip_bad`` setting."""
     from posefast.data import CocoKeypoints, PoseLoader
     from posefast.distributed import pick_device
     from posefast.plots import plot_per_joint_pck
@@ -133,7 +137,8 @@ def evaluate_checkpoint(checkpoint, ann_file=None, image_dir=None, out_dir=None,
     ann_file, image_dir = data_files(cfg, ann_file, image_dir)
     out_dir = os.path.abspath(out_dir or os.path.join(os.path.dirname(os.path.abspath(checkpoint)), "eval"))
     dataset = CocoKeypoints(ann_file, image_dir, mode=cfg.mode, input_size=cfg.input_size, subset=subset,
-                            seed=cfg.seed, cache_dir=cache_dir, progress=progress)
+                            seed=cfg.seed, cache_dir=cache_dir, progress=progress,
+                            skip_bad=cfg.skip_bad if skip_bad is None else skip_bad)
     loader = PoseLoader(dataset, batch_size, shuffle=False, drop_last=False, device=dev, augment=None,
                         output_stride=model.output_stride, render_targets=False)
     variants, gt, (first_batch, first_pred) = collect(model, loader, cfg, flip, progress)
@@ -153,7 +158,7 @@ def evaluate_checkpoint(checkpoint, ann_file=None, image_dir=None, out_dir=None,
         "checkpoint": os.path.abspath(checkpoint), "epoch": ckpt.get("epoch"), "model": cfg.model,
         "input_size": list(cfg.input_size), "output_stride": model.output_stride, "device": str(dev),
         "data": {"ann_file": ann_file, "image_dir": image_dir, "subset": subset, "images": len(image_ids),
-                 "persons": len(gt["ann_id"])},
+                 "persons": len(gt["ann_id"]), "skipped": dict(dataset.skipped)},
         "protocol": protocol, "gt_boxes": cfg.mode == "topdown", "space": "original image px",
         "definitions": {
             "pck": "hit when ||pred - gt|| / norm < threshold (strict); macro mean over joints with >= 1 valid instance",
@@ -180,8 +185,10 @@ def evaluate_checkpoint(checkpoint, ann_file=None, image_dir=None, out_dir=None,
 
 def format_report(report) -> str:
     """The human-readable summary printed by the command line."""
+    skipped = ", ".join(f"{reason}: {n}" for reason, n in sorted(report["data"].get("skipped", {}).items()))
     lines = [f"posefast.evaluate: {report['checkpoint']} (epoch {report['epoch']}) on {report['data']['ann_file']}: "
-             f"{report['data']['images']} images, {report['data']['persons']} persons",
+             f"{report['data']['images']} images, {report['data']['persons']} persons"
+             + (f" (skipped bad input: {skipped})" if skipped else ""),
              f"protocol: {report['protocol']}",
              f"{'decoding':<22}{'PCK@%g torso' % report['pck_threshold']:>14}{'bbox':>8}{'AUC torso':>11}"
              f"{'bbox':>7}{'EPE px':>9}{'AP':>8}{'AP50':>7}{'AP75':>7}{'AR':>7}"]
@@ -211,6 +218,9 @@ def parse_args(argv):
     parser.add_argument("--subset", type=int, default=None, help="evaluate on this many images only")
     parser.add_argument("--pck-threshold", type=float, default=0.2)
     parser.add_argument("--cache-dir", default=None, help="crop cache folder (default: posefast's)")
+    parser.add_argument("--skip-bad", action=argparse.BooleanOptionalAction, default=None,
+                        help="skip and count missing/corrupt images and bad annotations instead of failing "
+                             "(default: as the run was trained)")
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
 
@@ -224,7 +234,7 @@ def main(argv=None) -> int:
     try:
         report = evaluate_checkpoint(args.checkpoint, args.data, args.images, args.out, args.flip, args.device,
                                      args.batch_size, args.subset, args.pck_threshold, args.cache_dir,
-                                     not args.no_progress)
+                                     not args.no_progress, skip_bad=args.skip_bad)
     except (CheckpointError, ConfigError, BadInputError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"posefast.evaluate: error: {exc}", file=sys.stderr)
         return 2

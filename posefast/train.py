@@ -30,7 +30,9 @@ from tqdm import tqdm
 
 from posefast import metrics
 from posefast.checkpoint import BackgroundCheckpointer, load_checkpoint, unwrap
-from posefast.config import ConfigError, TrainConfig, check_output_dir, coco_paths, load_config, to_dict
+from posefast.config import (RUN_RECORD_KEYS, ConfigError, TrainConfig, check_output_dir, coco_paths, load_config,
+                             to_dict)
+from posefast.data.bad_input import BadInputError
 from posefast.distributed import (DistContext, all_reduce_sum, barrier, broadcast_buffers, gather_to_main,
                                   init_distributed, shutdown)
 from posefast.losses import PoseLoss
@@ -42,13 +44,15 @@ from posefast.skeleton import KEYPOINT_NAMES
 
 
 def dataset_files(cfg: TrainConfig) -> dict:
-    """``{train_json, val_json, image_dir}``; the synthetic set is generated on first use."""
+    """``{train_json, train_images, val_json, val_images}``; the synthetic set is generated on first use."""
     if cfg.dataset == "coco":
         return coco_paths(cfg)
     from posefast.data.synthetic import default_synthetic_root
 
-    return synthetic_files(cfg.synthetic_root or default_synthetic_root(), cfg.synthetic_train, cfg.synthetic_val,
-                           cfg.seed, cfg.synthetic_image_size)
+    files = synthetic_files(cfg.synthetic_root or default_synthetic_root(), cfg.synthetic_train, cfg.synthetic_val,
+                            cfg.seed, cfg.synthetic_image_size)
+    return {"train_json": files["train_json"], "train_images": files["image_dir"],
+            "val_json": files["val_json"], "val_images": files["image_dir"]}
 
 
 def synthetic_files(root: str, num_train: int, num_val: int, seed: int, image_size: int) -> dict:
@@ -65,9 +69,9 @@ def build_loaders(cfg: TrainConfig, files: dict, stride: int, ctx: DistContext):
     from posefast.data import AugmentConfig, CocoKeypoints, PoseLoader
 
     def dataset(split, subset):
-        return CocoKeypoints(files[f"{split}_json"], files["image_dir"], mode=cfg.mode, input_size=cfg.input_size,
-                             subset=subset, seed=cfg.seed, cache_dir=cfg.cache_dir or None,
-                             progress=cfg.progress and ctx.is_main)
+        return CocoKeypoints(files[f"{split}_json"], files[f"{split}_images"], mode=cfg.mode,
+                             input_size=cfg.input_size, subset=subset, seed=cfg.seed, cache_dir=cfg.cache_dir or None,
+                             skip_bad=cfg.skip_bad, progress=cfg.progress and ctx.is_main)
 
     if not ctx.is_main:
         barrier(ctx)
@@ -412,8 +416,10 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
             seed_everything(cfg.seed + ctx.rank + 1000 * start_epoch)
     if ctx.is_main:
         trim_metrics_log(os.path.join(out_dir, "metrics.jsonl"), start_epoch)
+        skipped = {name: dict(loader.dataset.skipped) for name, loader in (("train", train_loader), ("val", val_loader))}
         with open(os.path.join(out_dir, "config.yaml"), "w") as f:
-            yaml.safe_dump({**to_dict(cfg), "pretrained_loaded": pretrained}, f, sort_keys=False)
+            record_keys = dict(zip(RUN_RECORD_KEYS, (pretrained, skipped)))
+            yaml.safe_dump({**to_dict(cfg), **record_keys}, f, sort_keys=False)
         print(f"posefast.train: {cfg.model} (output stride {stride}, pretrained: {str(pretrained).lower()}, "
               f"{'bf16' if use_amp(cfg, ctx.device) else 'float32'}) on "
               f"{ctx.device} x{ctx.world_size}, {len(train_loader.dataset)} train / {len(val_loader.dataset)} val "
@@ -467,6 +473,9 @@ def main(argv: list[str] | None = None) -> int:
         train(cfg)
     except ConfigError as exc:
         print(f"posefast.train: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except BadInputError as exc:
+        print(f"posefast.train: bad input: {exc} (--skip_bad true skips and counts such items)", file=sys.stderr)
         return 2
     return 0
 

@@ -43,4 +43,4 @@ def tiny_run(tmp_path_factory):
     cfg = load_config(argv)
     train(cfg)
     files = dataset_files(cfg)
-    return {"root": root, "run": root / "run", "val_json": files["val_json"], "image_dir": files["image_dir"]}
+    return {"root": root, "run": root / "run", "val_json": files["val_json"], "image_dir": files["val_images"]}
