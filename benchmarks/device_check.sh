@@ -22,7 +22,8 @@
 #             split changes: soft-argmax forward and backward at B64 256x192, the fused loss at
 #             B128 256x192                             -> bench_split_{chunked,one_block,chunked_again}.*
 #             (If the CUDA tests fail but pass with one block per map, the run says so and goes
-#             on with POSEFAST_CUDA_CHUNK_VECS=0 instead of stopping, and skips this stage.)
+#             on with POSEFAST_CUDA_CHUNK_VECS=0 instead of stopping, and skips this stage.
+#             When they pass, the split kernels' tests run once more with chunks of 3 vectors.)
 #   ncu       Nsight Compute on one launch of each posefast kernel (benchmarks/profile_kernels.py):
 #             duration, % of peak throughput, occupancy, waves; diagnostic  -> ncu_kernels.txt
 #             (and ncu_kernels_one_block.txt: the same with POSEFAST_CUDA_CHUNK_VECS=0)
@@ -144,6 +145,20 @@ if want tests; then
       export POSEFAST_CUDA_CHUNK_VECS=0
       chunks_broken=1
       rc=0
+      status=1
+    fi
+  fi
+  if [ $rc -eq 0 ] && [ "$DEVICE" = "cuda" ] && [ -z "${chunks_broken:-}" ]; then
+    # chunks of 3 vectors split every map (not only the large ones) into many uneven chunks that
+    # start mid-row: the chunk edges, stressed in seconds, against the same references
+    stage "the split kernels' tests with tiny chunks (POSEFAST_CUDA_CHUNK_VECS=3)"
+    POSEFAST_CUDA_CHUNK_VECS=3 timeout "$(stage_limit 60)" "$PY" -m pytest -q -m cuda tests/test_ops_soft_argmax.py \
+      tests/test_ops_pose_loss.py "${per_test[@]}" -p no:cacheprovider > "$WORK/pytest_cuda_tiny_chunks.log" 2>&1
+    rc_tiny=$?
+    tail -5 "$WORK/pytest_cuda_tiny_chunks.log"
+    echo "pytest (tiny chunks) exit code: $rc_tiny (124 = hit its time limit)"
+    if [ $rc_tiny -ne 0 ] && [ $rc_tiny -ne 124 ]; then
+      echo "TINY CHUNKS FAIL: a chunk-edge bug the default chunk size may hide; later stages go on as they are"
       status=1
     fi
   fi

@@ -112,6 +112,7 @@ FAKE_PYTHON = """#!/usr/bin/env bash
 # a stand-in for python on the GPU machine: pytest passes only with one block per map ({mode})
 if [ "$1" = "-m" ] && [ "$2" = "pytest" ]; then
   if [ "{mode}" = "chunks_broken" ] && [ "${{POSEFAST_CUDA_CHUNK_VECS:-}}" = "0" ]; then echo "9 passed"; exit 0; fi
+  if [ "{mode}" = "tiny_chunks_broken" ] && [ "${{POSEFAST_CUDA_CHUNK_VECS:-}}" != "3" ]; then echo "9 passed"; exit 0; fi
   echo "FAILED tests/test_ops_soft_argmax.py::test_large_maps_split_into_chunks"; exit 1
 fi
 if [ "$1" = "-c" ]; then exit 0; fi  # the import check
@@ -120,8 +121,8 @@ exec {python} "$@"
 """
 
 
-@pytest.mark.parametrize("mode", ["chunks_broken", "all_broken"])
-def test_device_check_goes_on_without_the_split_only_when_that_fixes_the_tests(tmp_path, mode):
+@pytest.mark.parametrize("mode", ["chunks_broken", "all_broken", "tiny_chunks_broken"])
+def test_device_check_when_split_kernels_fail_their_tests(tmp_path, mode):
     fake = tmp_path / "python"
     fake.write_text(FAKE_PYTHON.format(mode=mode, python=sys.executable))
     fake.chmod(0o755)
@@ -130,7 +131,11 @@ def test_device_check_goes_on_without_the_split_only_when_that_fixes_the_tests(t
                     STOP_ON_TEST_FAIL="1", POSEFAST_CUDA_CHUNK_VECS="")
     log = (tmp_path / "out" / "device_check.log").read_text()
     assert proc.returncode == 1, log[-2000:]
-    assert "again with one block per map" in log
+    if mode == "tiny_chunks_broken":  # reported; every later stage runs with the default chunks
+        assert "TINY CHUNKS FAIL" in log and "again with one block per map" not in log
+        assert "run.py chunk limit: default" in log and "done (status 1)" in log
+        return
+    assert "again with one block per map" in log and "tiny chunks" not in log
     if mode == "chunks_broken":  # benchmarks go on, all with one block per map; no split A/B
         assert "every later stage runs with POSEFAST_CUDA_CHUNK_VECS=0" in log
         assert "run.py chunk limit: 0" in log and "run.py chunk limit: default" not in log

@@ -227,3 +227,22 @@ def test_large_maps_split_into_chunks(device, shape, dtype):
     torch.testing.assert_close(out.double().cpu()[finite], ref[finite], atol=2e-4 * max(rows, cols) / 64, rtol=1e-5)
     h[0, 2, 3, 3] = float("inf")
     assert torch.isnan(soft_argmax(h)[0, 2]).all() and torch.isfinite(soft_argmax(h)[1, 0]).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape", [(2, 3, 256, 192), (2, 3, 130, 67)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_large_maps_split_into_chunks_backward(device, shape, dtype):
+    """The backward pass over maps the forward split into chunks (W = 67: unvectorised),
+    against autograd through the float64 reference, with a peak in the last chunk."""
+    h = random_logits(shape, torch.float32, "cpu", seed=3 + sum(shape))
+    h[0, 0, shape[2] - 2, shape[3] - 3] = 8.0
+    h = h.to(dtype)
+    h_ref = h.double().requires_grad_()
+    h_op = h.to(device).requires_grad_()
+    g = torch.randn(shape[0], shape[1], 2, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    kernels_py.soft_argmax(h_ref, 1.5).backward(g)
+    soft_argmax(h_op, 1.5).backward(g.float().to(device))
+    assert h_op.grad.dtype == dtype
+    tol = 1e-5 if dtype == torch.float32 else 1e-2
+    torch.testing.assert_close(h_op.grad.double().cpu(), h_ref.grad, atol=tol * h_ref.grad.abs().max().item(), rtol=0)
