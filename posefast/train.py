@@ -163,12 +163,14 @@ def train_one_epoch(model, loss_fn, loader, optimizer, scheduler, cfg, ctx, epoc
                leave=False, dynamic_ncols=True)
     amp = use_amp(cfg, ctx.device)
     start = time.perf_counter()
-    for batch in bar:
+    for step, batch in enumerate(bar):
         out = train_step(model, loss_fn, optimizer, batch, amp=amp, channels_last=use_channels_last(cfg, ctx),
                          grad_clip=cfg.grad_clip)
         scheduler.step()
         sums += loss_sums(out, len(batch), sums)
-        if not bar.disable and bar.n % 10 == 0:  # .item() waits for the device: every 10th step only
+        # .item() waits for the device: every 10th step only (not bar.n: tqdm refreshes it only
+        # every mininterval, so it holds a multiple of 10 for many steps in a row)
+        if not bar.disable and step % 10 == 0:
             bar.set_postfix(loss=f"{out.total.item():.4f}")
     if ctx.device.type == "cuda":
         torch.cuda.synchronize(ctx.device)
@@ -241,7 +243,8 @@ def evaluate(model, loss_fn, loader, cfg: TrainConfig, ctx: DistContext) -> dict
 def benchmark_training(batch_size: int = 128, input_size: tuple[int, int] = (256, 192), steps: int = 20,
                        warmup: int = 5, device: str = "auto", amp: bool = True, channels_last: bool = True,
                        compile: bool = False, num_images: int = 256, synthetic_root: str = "",
-                       cache_dir: str = "", fused_loss: bool = True, cudnn_benchmark: bool = True) -> dict:
+                       cache_dir: str = "", fused_loss: bool = True, cudnn_benchmark: bool = True,
+                       only_model: bool = False) -> dict:
     """Training images/s of SimplePoseNet, end to end vs model only.
 
     ``end_to_end_images_per_s``: the whole step as ``train`` runs it: ``PoseLoader`` (gather,
@@ -306,6 +309,12 @@ def benchmark_training(batch_size: int = 128, input_size: tuple[int, int] = (256
             torch.cuda.synchronize(dev)
         return count / (time.perf_counter() - start)
 
+    if only_model:  # the model alone (run.py's heuristics A/B runs this in a process of its own)
+        stream = batches()
+        fixed = next(stream)
+        stream.close()
+        return {"model_only_images_per_s": timed(iter(lambda: fixed, None)), "batch_size": batch_size,
+                "cudnn_benchmark": cudnn_benchmark and dev.type == "cuda"}
     stream = batches()
     end_to_end = timed(stream)
     fixed = next(stream)
@@ -319,14 +328,32 @@ def benchmark_training(batch_size: int = 128, input_size: tuple[int, int] = (256
         stream = batches(make_loader(side_stream=False))
         extra["end_to_end_same_stream_images_per_s"] = timed(stream)
         stream.close()
-        torch.backends.cudnn.benchmark = False  # and the model alone with cuDNN's heuristics
-        extra["model_only_cudnn_heuristics_images_per_s"] = timed(iter(lambda: fixed, None))
-        torch.backends.cudnn.benchmark = cudnn_benchmark
+        # and the model alone with cuDNN's heuristics, in a process of its own (see below)
+        extra["model_only_cudnn_heuristics_images_per_s"] = model_only_in_fresh_process(
+            batch_size=batch_size, input_size=input_size, steps=steps, warmup=warmup, device=str(dev), amp=amp,
+            channels_last=channels_last, compile=compile, num_images=num_images, synthetic_root=synthetic_root,
+            cache_dir=cache_dir, fused_loss=fused_loss, cudnn_benchmark=False)
     return {"end_to_end_images_per_s": end_to_end, "model_only_images_per_s": model_only,
             "loader_only_images_per_s": loader_only, **extra, "batches_per_epoch": len(loader),
             "batch_size": batch_size, "input_size": list(input_size), "device": str(dev),
             "amp": amp, "channels_last": cl, "compile": compile, "steps": steps,
             "cudnn_benchmark": cudnn_benchmark and dev.type == "cuda"}
+
+
+def model_only_in_fresh_process(**settings) -> float | None:
+    """``benchmark_training(only_model=True, **settings)``'s images/s, measured in a spawned
+    process: cuDNN keeps the convolution plans it picked per process, looked up before (and
+    keyed without) ``torch.backends.cudnn.benchmark``, so a heuristics run after benchmarked
+    ones in the same process would reuse the benchmarked plans. None (with a warning) if the
+    process fails: this number is a side measurement."""
+    import multiprocessing
+
+    try:
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            return pool.apply(benchmark_training, kwds={**settings, "only_model": True})["model_only_images_per_s"]
+    except Exception as exc:  # noqa: BLE001 - any failure of the side process is reported, not raised
+        warnings.warn(f"model-only benchmark in a fresh process failed: {exc!r}")
+        return None
 
 
 def log_line(epoch: int, epochs: int, cfg: TrainConfig, train: dict, val: dict) -> str:
@@ -408,8 +435,11 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
     scaler = torch.amp.GradScaler(enabled=False)  # bf16 needs no loss scaling; kept for the checkpoint format
     start_epoch, best, record = 0, -1.0, None
     if cfg.resume:
+        # map_location cpu: load_state_dict moves the weights and moments to the parameters'
+        # device, while Adam's `step` counters stay on the CPU as the optimizer keeps them
+        # (loaded onto the GPU they stay there, and every step then reads each with .item())
         ckpt = load_checkpoint(last_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                               map_location=ctx.device)
+                               map_location="cpu")
         start_epoch, best, pretrained, record = ckpt["epoch"], ckpt["best"], ckpt["pretrained"], ckpt["metrics"]
         scheduler.lr_lambdas[0].total_steps = cfg.epochs * len(train_loader)  # the plan is the config's again
         if ctx.rank:

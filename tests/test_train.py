@@ -1,5 +1,6 @@
 """Training loop on a tiny synthetic set: learning, exact resume, DDP (gloo), benchmark."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -7,6 +8,7 @@ import sys
 import pytest
 import torch
 
+import posefast.train
 from posefast.config import REPO_ROOT, load_config
 from posefast.train import benchmark_training, train
 
@@ -223,8 +225,21 @@ def test_resume_on_cuda(tiny_root, tmp_path):
     """last.pt loaded onto the GPU: the random generators' states go back to the CPU."""
     common = dict(synthetic_train=24, synthetic_val=8, epochs=2, batch_size=8, device="cuda")
     train(tiny_config(tiny_root, tmp_path / "run", **common), stop_after=1)
-    train(tiny_config(tiny_root, tmp_path / "run", resume=True, **common))
+    loaded = []
+    real_load = posefast.train.load_checkpoint
+
+    def recording_load(*args, **kwargs):
+        loaded.append(kwargs["optimizer"])
+        return real_load(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(posefast.train, "load_checkpoint", recording_load)
+        train(tiny_config(tiny_root, tmp_path / "run", resume=True, **common))
     assert [r["epoch"] for r in read_metrics(tmp_path / "run")] == [1, 2]
+    # Adam's step counters stay on the CPU as in a fresh optimizer (on the GPU, every step reads
+    # each with .item(), a wait for the device), its moments go to the GPU
+    state = list(loaded[0].state.values())
+    assert state and all(s["step"].device.type == "cpu" and s["exp_avg"].is_cuda for s in state)
 
 
 def test_no_per_step_item_calls_when_progress_is_off(tiny_root, tmp_path, monkeypatch):
@@ -241,6 +256,47 @@ def test_no_per_step_item_calls_when_progress_is_off(tiny_root, tmp_path, monkey
     train(tiny_config(tiny_root, tmp_path / "run", synthetic_train=24, synthetic_val=8, epochs=1, batch_size=4))
     assert len(read_metrics(tmp_path / "run")) == 1
     assert "train_one_epoch" not in callers and "evaluate" not in callers, callers
+
+
+def test_progress_bar_reads_the_loss_every_tenth_step_only(tiny_root, tmp_path, monkeypatch):
+    """With the bar shown, ``.item()`` (a wait for the device) on steps 0, 10, 20...: not on
+    every step on which tqdm's own counter, refreshed only every 0.1 s, holds a multiple of 10."""
+    callers, steps = [], []
+    item, step = torch.Tensor.item, posefast.train.train_step
+
+    def counting_item(self):
+        callers.append(sys._getframe(1).f_code.co_name)
+        return item(self)
+
+    def counting_step(*args, **kwargs):
+        steps.append(1)
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "item", counting_item)
+    monkeypatch.setattr(posefast.train, "train_step", counting_step)
+    # steps faster than tqdm's refresh interval, whatever this machine's speed: bar.n stays 0
+    class LazyTqdm(posefast.train.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, mininterval=3600, **kwargs)
+
+    monkeypatch.setattr(posefast.train, "tqdm", LazyTqdm)
+    train(tiny_config(tiny_root, tmp_path / "run", synthetic_train=48, synthetic_val=8, epochs=1, batch_size=4,
+                      progress=True))
+    assert len(steps) > 10 and callers.count("train_one_epoch") == math.ceil(len(steps) / 10), (len(steps), callers)
+
+
+def test_model_only_benchmark_in_a_fresh_process(tiny_root):
+    """The cuDNN-heuristics A/B's model-only number comes from a spawned process (run here on
+    the CPU, where the mechanism is the same)."""
+    from posefast.train import model_only_in_fresh_process
+
+    rate = model_only_in_fresh_process(batch_size=4, input_size=(64, 32), steps=2, warmup=1, device="cpu",
+                                       num_images=8, synthetic_root=str(tiny_root / "bench_synthetic"),
+                                       cache_dir=str(tiny_root / "bench_cache"), cudnn_benchmark=False)
+    assert rate is not None and rate > 0
+    with pytest.warns(UserWarning, match="fresh process failed"):
+        assert model_only_in_fresh_process(batch_size=4, input_size=(65, 32), device="cpu", num_images=8,
+                                           synthetic_root=str(tiny_root / "bench_synthetic")) is None
 
 
 def test_cudnn_benchmark_is_a_config_switch(tiny_root, tmp_path):

@@ -9,6 +9,8 @@ Conventions (used everywhere in posefast):
 * A crop box is a centre ``(cx, cy)`` and a size ``(w, h)`` in source pixels. Its edges map
   to the edges of the output image, so its centre maps to ``((W-1)/2, (H-1)/2)``.
 """
+import functools
+
 import torch
 
 
@@ -56,7 +58,9 @@ def compose(outer, inner):
 def invert_affine(affine):
     """Inverse of ``[..., 2, 3]`` affines (computed in float64, returned in the input dtype)."""
     a64 = affine.to(torch.float64)
-    linear_inv = torch.linalg.inv(a64[..., :2])
+    # inv_ex: no error check, so no device synchronisation on CUDA (a singular affine never
+    # comes from sample_affines / crop_affine; its inverse would hold inf/NaN)
+    linear_inv = torch.linalg.inv_ex(a64[..., :2]).inverse
     shift = -(linear_inv @ a64[..., 2:])
     return torch.cat([linear_inv, shift], dim=-1).to(affine.dtype)
 
@@ -89,8 +93,14 @@ def invert_keypoints(keypoints, affine, flipped=None):
     inverse = invert_affine(affine.to(torch.float64))
     points = apply_affine(inverse, keypoints.to(torch.float64))
     if flipped is not None:
-        from posefast.skeleton import FLIP_INDEX
-        flip_index = torch.as_tensor(FLIP_INDEX, device=points.device)
+        flip_index = _flip_index(points.device)  # cached: a list copied to the GPU waits for it
         flipped = torch.as_tensor(flipped, device=points.device).bool()
         points = torch.where(flipped[:, None, None], points[:, flip_index], points)
     return points.to(keypoints.dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def _flip_index(device):
+    """``FLIP_INDEX`` as an int64 tensor on ``device`` (made once per device)."""
+    from posefast.skeleton import FLIP_INDEX
+    return torch.as_tensor(FLIP_INDEX, device=device)
