@@ -138,19 +138,22 @@ def seed_ablation_table(roots):
              "| per seed: torso (vs baseline) |",
              "|---|---:|---:|---:|---|"]
     for label, name, key in eval_variants():
-        torso, bbox, diffs = [], [], []
-        for _, root, base in seeds:
+        torso, bbox, diffs, names = [], [], [], []
+        for seed, root, base in seeds:
             run = base if name == "abl_base" else (load(root, name) or {}).get("eval", {}).get("results")
             if run is None or key not in run:
                 continue
             torso.append(run[key]["pck_torso"])
             bbox.append(run[key]["pck_bbox"])
             diffs.append(run[key]["pck_torso"] - base["soft_argmax"]["pck_torso"])
+            names.append(seed)
         if not torso:
             continue
-        if len(torso) < len(seeds):
+        partial = len(torso) < len(seeds)
+        if partial:
             label += f" ({len(torso)} of {len(seeds)} seeds)"
-        per_seed = ", ".join(f"{t:.3f} ({d:+.3f})" for t, d in zip(torso, diffs))
+        per_seed = ", ".join((f"{n}: " if partial else "") + f"{t:.3f} ({d:+.3f})"
+                             for n, t, d in zip(names, torso, diffs))
         lines.append(f"| {label} | {mean_sd(torso)} | {mean_sd(bbox)} | {mean_sd(diffs, signed=True)} "
                      f"| {per_seed} |")
     return "\n".join(lines)

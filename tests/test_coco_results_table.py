@@ -64,7 +64,7 @@ def test_seed_table_pairs_each_ablation_with_its_own_seeds_baseline(tiny_run, tm
     row = [line for line in table.splitlines() if line.startswith("| coordinate")]
     assert len(row) == 1
     assert "(2 of 3 seeds)" in row[0] and "| +0.030 +- 0.014 |" in row[0]
-    assert "0.320 (+0.020), 0.440 (+0.040)" in row[0]
+    assert "seed0: 0.320 (+0.020), seed1: 0.440 (+0.040)" in row[0]
     base = [line for line in table.splitlines() if line.startswith("| baseline: BCE")]
     assert "| 0.350 +- 0.050 |" in base[0] and "| +0.000 +- 0.000 |" in base[0]
     assert "flip test" in table and "argmax" in table
