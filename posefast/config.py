@@ -238,6 +238,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"pictures_interval_s must be >= 0 seconds, got {cfg.pictures_interval_s}")
     if cfg.time_limit_min is not None and not cfg.time_limit_min > 0:
         raise ConfigError(f"time_limit_min must be > 0 minutes (or none), got {cfg.time_limit_min}")
+    named = [name for name in ("data_dir", "train_json", "train_images", "val_json", "val_images") if getattr(cfg, name)]
+    if named and cfg.dataset != "coco":
+        raise ConfigError(f"{', '.join(named)} name a COCO keypoints dataset: add --dataset coco "
+                          f"(dataset is {cfg.dataset!r}, which would ignore them)")
     if cfg.warmup_epochs < 0 or cfg.grad_clip < 0 or not 0 <= cfg.min_lr_ratio <= 1:
         raise ConfigError("warmup_epochs and grad_clip must be >= 0, min_lr_ratio in [0, 1]")
     return cfg

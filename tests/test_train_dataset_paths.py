@@ -55,6 +55,8 @@ def test_explicit_paths_replace_the_data_dir_layout(coco2017, tmp_path):
     assert "train_json" not in str(error.value)
     with pytest.raises(ConfigError, match="data_dir.*or train_images set explicitly"):
         coco_paths(load_config(["--dataset", "coco", "--train_json", paths["train_json"]]))
+    with pytest.raises(ConfigError, match="train_json name a COCO keypoints dataset: add --dataset coco"):
+        load_config(["--train_json", paths["train_json"]])  # the synthetic default would ignore it
     with pytest.raises(ConfigError, match="val_images=.*nowhere"):
         coco_paths(load_config(layout_args({**paths, "val_images": str(tmp_path / "nowhere")})))
 
