@@ -18,6 +18,8 @@ import os
 import statistics
 import sys
 
+import yaml
+
 MAIN = [("topdown_simple", "SimplePoseNet", "ours: top-down, every person"),
         ("topdown_unet", "UNetPoseNet", "ours: top-down, every person"),
         ("image_simple", "SimplePoseNet", "study: whole image, first person"),
@@ -47,6 +49,14 @@ def load(root, name):
                 wall = int(line.split()[1])
     return {"eval": ev, "epochs": epochs, "wall_s": wall,
             "samples_per_s": statistics.mean(e["samples_per_s"] for e in epochs)}
+
+
+def schedule(root):
+    """``600 train images, 4 epochs``: the baseline run's schedule, from its config.yaml."""
+    with open(os.path.join(root, "abl_base", "config.yaml")) as f:
+        cfg = yaml.safe_load(f)
+    images = "all" if cfg.get("train_subset") is None else cfg["train_subset"]
+    return f"{images} train images, {cfg['epochs']} epoch{'s' if cfg['epochs'] != 1 else ''}"
 
 
 def pair_mean(per_joint, names):
@@ -96,7 +106,7 @@ def ablation_lines(root):
     if base is None:
         return ""
     b = base["eval"]["results"]["soft_argmax"]
-    lines = ["| ablation (600 train images, 4 epochs) | torso PCK@0.2 | bbox PCK@0.2 | AP | torso vs baseline |",
+    lines = [f"| ablation ({schedule(root)}) | torso PCK@0.2 | bbox PCK@0.2 | AP | torso vs baseline |",
              "|---|---:|---:|---:|---:|"]
     for label, name, key in eval_variants():
         run = load(root, name)
@@ -133,7 +143,7 @@ def seed_ablation_table(roots):
             seeds.append((os.path.basename(os.path.normpath(root)), root, base["eval"]["results"]))
     if not seeds:
         return ""
-    lines = [f"| ablation (600 train images, 4 epochs; {len(seeds)} seeds: {', '.join(s for s, _, _ in seeds)}) "
+    lines = [f"| ablation ({schedule(seeds[0][1])}; {len(seeds)} seeds: {', '.join(s for s, _, _ in seeds)}) "
              "| torso PCK@0.2, mean +- sd | bbox PCK@0.2, mean +- sd | torso vs baseline, paired: mean +- sd "
              "| per seed: torso (vs baseline) |",
              "|---|---:|---:|---:|---|"]

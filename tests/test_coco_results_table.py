@@ -36,6 +36,7 @@ def test_tables_from_evaluated_runs(tiny_run, tmp_path, table_module):
 
     ablations = table_module.ablation_lines(str(root))
     assert "| +0.000 |" in ablations and "flip test" in ablations and "argmax" in ablations
+    assert "| ablation (all train images, 1 epoch) |" in ablations  # the baseline run's own schedule
     assert table_module.main([str(root)]) == 0
 
 
@@ -60,7 +61,7 @@ def test_seed_table_pairs_each_ablation_with_its_own_seeds_baseline(tiny_run, tm
         path.write_text(json.dumps(report))
 
     table = table_module.seed_ablation_table([str(tmp_path / s) for s in ("seed0", "seed1", "seed2", "missing")])
-    assert "3 seeds: seed0, seed1, seed2" in table
+    assert "(all train images, 1 epoch; 3 seeds: seed0, seed1, seed2)" in table
     row = [line for line in table.splitlines() if line.startswith("| coordinate")]
     assert len(row) == 1
     assert "(2 of 3 seeds)" in row[0] and "| +0.030 +- 0.014 |" in row[0]
