@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -43,22 +45,20 @@ class TrainConfig:
     # data
     dataset: str = "synthetic"  # synthetic (generated on first use) | coco
     data_dir: str = ""  # coco: folder with train.json, val.json, images/ (relative: cwd, then repo root)
-    # coco, any other layout (e.g. COCO 2017's annotations/person_keypoints_train2017.json and
-    # train2017/): each path named here replaces its data_dir default
-    train_json: str = ""
-    train_images: str = ""
-    val_json: str = ""
-    val_images: str = ""
+    train_json: str = ""  # coco: training annotations ("" = data_dir/train.json)
+    train_images: str = ""  # coco: their image folder ("" = data_dir/images)
+    val_json: str = ""  # coco: validation annotations ("" = data_dir/val.json)
+    val_images: str = ""  # coco: their image folder ("" = data_dir/images)
     skip_bad: bool = False  # coco: skip (and count) missing/corrupt images and bad annotations instead of failing
     cache_dir: str = ""  # crop caches ("" = posefast default)
     synthetic_root: str = ""  # where the synthetic set is generated ("" = posefast default)
-    synthetic_train: int = 600
-    synthetic_val: int = 100
+    synthetic_train: int = 600  # images in the synthetic training split
+    synthetic_val: int = 100  # images in the synthetic validation split
     synthetic_image_size: int = 160  # square synthetic images, px
     mode: str = "topdown"  # topdown (one crop per person) | image (whole image, original study)
     input_size: tuple[int, int] = (96, 64)  # (H, W), multiples of 32
-    train_subset: Optional[int] = None
-    val_subset: Optional[int] = None
+    train_subset: Optional[int] = None  # this many training images, picked from seed (none: all)
+    val_subset: Optional[int] = None  # this many validation images, picked from seed (none: all)
     augment: bool = False  # the synthetic val split matches the train distribution; off converges faster in a short run
     augment_options: dict = field(default_factory=lambda: {"rotation": 15.0, "scale": 0.2})  # AugmentConfig fields
     # model
@@ -68,22 +68,22 @@ class TrainConfig:
     head_bias: float = -4.0  # initial bias of the heatmap conv (a low prior suits BCE)
     # loss
     loss: str = "bce"  # bce | mse
-    coord_weight: float = 0.1
+    coord_weight: float = 0.1  # weight of the L1 loss on soft-argmax coordinates (0: heatmap loss only)
     sigma: float = 2.0  # Gaussian target sigma, heatmap px
     beta: float = 2.0  # soft-argmax inverse temperature (loss and decoding)
     joint_weights: Optional[list[float]] = None  # None = posefast.skeleton.DEFAULT_JOINT_WEIGHTS
     fused_loss: bool = True  # fused posefast.ops.pose_loss, no target maps; false: render targets + unfused loss
     # optimisation
-    optimizer: str = "adamw"
-    lr: float = 5e-3
-    weight_decay: float = 1e-4
-    warmup_epochs: float = 0.5
+    optimizer: str = "adamw"  # adam | adamw (no weight decay on biases and norms)
+    lr: float = 5e-3  # peak learning rate, reached after the warm-up
+    weight_decay: float = 1e-4  # of the conv and linear weights
+    warmup_epochs: float = 0.5  # linear warm-up from 0, in epochs (fractions allowed)
     min_lr_ratio: float = 0.01  # cosine floor, as a fraction of lr
-    epochs: int = 10
+    epochs: int = 10  # planned epochs: the cosine schedule ends on the last
     # wall-clock budget from the run's start (data preparation included): keep the epochs that
     # fit, the schedule ending on the last
     time_limit_min: Optional[float] = None
-    batch_size: int = 16
+    batch_size: int = 16  # per process
     grad_clip: float = 1.0  # max global grad norm; 0 disables
     # system
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -93,12 +93,12 @@ class TrainConfig:
     # CUDA: cuDNN times its convolution algorithms for each new input shape once and keeps the
     # fastest (the input size is fixed here); false: its heuristics pick, as PyTorch's default
     cudnn_benchmark: bool = True
-    compile: bool = False
-    seed: int = 0
+    compile: bool = False  # torch.compile the model
+    seed: int = 0  # initialisation, augmentation, subsets and the synthetic set
     # evaluation and output
-    pck_threshold: float = 0.2
+    pck_threshold: float = 0.2  # PCK@threshold, a fraction of torso (and bbox) size
     eval_space: str = "original"  # PCK in original image px (or in network-input px)
-    out_dir: str = "runs/synthetic_simple"
+    out_dir: str = "runs/synthetic_simple"  # run folder: config, metrics.jsonl, checkpoints, pictures
     resume: bool = False  # continue from out_dir/last.pt
     progress: bool = True  # tqdm bars
     # val_overlay / per_joint_pck / curves PNGs: after the last epoch, and after any epoch that
@@ -204,6 +204,34 @@ def parse_overrides(argv: list[str]) -> tuple[Optional[str], dict]:
     return config_path, raw
 
 
+def config_help() -> str:
+    """Every field of :class:`TrainConfig` with its type, default and the comment beside it
+    (or above it) in this file, grouped by the one-word section comments: ``--help``."""
+    lines, block, out = inspect.getsource(TrainConfig).splitlines(), [], []
+    for line in lines:
+        text = line.strip()
+        if not text:
+            block = []
+        elif text.startswith("#"):
+            words = text.lstrip("#").strip()
+            if re.fullmatch(r"[a-z ]+", words) and len(words.split()) <= 3:  # a section: "# data"
+                out.append(f"\n{words}:")
+                block = []
+            else:
+                block.append(words)
+        else:
+            match = re.match(r"(\w+): [^=]+?= (.*)$", text)
+            if match and match.group(1) in FIELDS:
+                name, rest = match.groups()
+                inline = rest.split("  # ", 1)[1] if "  # " in rest else ""
+                comment = " ".join(block + [inline]).strip()  # a block comment is the next field's
+                block = []
+                hint = str(HINTS[name]).replace("typing.", "").replace("<class '", "").replace("'>", "")
+                default = to_dict(TrainConfig())[name]
+                out.append(f"  --{name} ({hint}, default {default!r})" + (f": {comment}" if comment else ""))
+    return "\n".join(out).lstrip("\n")
+
+
 def read_yaml(path: str) -> dict:
     """The mapping in a YAML config file (ConfigError if absent or not a mapping)."""
     if not os.path.isfile(path):
@@ -238,7 +266,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"pictures_interval_s must be >= 0 seconds, got {cfg.pictures_interval_s}")
     if cfg.time_limit_min is not None and not cfg.time_limit_min > 0:
         raise ConfigError(f"time_limit_min must be > 0 minutes (or none), got {cfg.time_limit_min}")
-    named = [name for name in ("data_dir", "train_json", "train_images", "val_json", "val_images") if getattr(cfg, name)]
+    named = [name for name in ("data_dir", *COCO_FILES) if getattr(cfg, name)]
     if named and cfg.dataset != "coco":
         raise ConfigError(f"{', '.join(named)} name a COCO keypoints dataset: add --dataset coco "
                           f"(dataset is {cfg.dataset!r}, which would ignore them)")

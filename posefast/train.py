@@ -30,8 +30,8 @@ from tqdm import tqdm
 
 from posefast import metrics
 from posefast.checkpoint import BackgroundCheckpointer, load_checkpoint, unwrap
-from posefast.config import (RUN_RECORD_KEYS, ConfigError, TrainConfig, check_output_dir, coco_paths, load_config,
-                             to_dict)
+from posefast.config import (RUN_RECORD_KEYS, ConfigError, TrainConfig, check_output_dir, coco_paths, config_help,
+                             load_config, to_dict)
 from posefast.data.bad_input import BadInputError
 from posefast.distributed import (DistContext, all_reduce_sum, barrier, broadcast_buffers, gather_to_main,
                                   init_distributed, shutdown)
@@ -498,8 +498,13 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; a bad configuration exits with status 2 before any work."""
+    argv = sys.argv[1:] if argv is None else argv
+    if "-h" in argv or "--help" in argv:
+        print(__doc__.split("\n\n")[0] + "\n\nEvery config key (in a --config YAML file or as --key value, later ones "
+              "winning):\n\n" + config_help())
+        return 0
     try:
-        cfg = load_config(sys.argv[1:] if argv is None else argv)
+        cfg = load_config(argv)
         train(cfg)
     except ConfigError as exc:
         print(f"posefast.train: configuration error: {exc}", file=sys.stderr)

@@ -89,3 +89,18 @@ def test_to_dict_round_trips():
     cfg = load_config(["--input_size", "96,64", "--joint_weights", ",".join(["1.5"] * 17)])
     assert load_config(**to_dict(cfg)) == cfg
     assert set(to_dict(cfg)) == {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def test_help_lists_every_key_with_its_default_and_comment(capsys):
+    from posefast.config import FIELDS
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    listed = [line.split()[0][2:] for line in out.splitlines() if line.startswith("  --")]
+    assert listed == list(FIELDS)  # every key, once, in the dataclass's order
+    assert "  --skip_bad (bool, default False): coco: skip (and count)" in out
+    assert "  --input_size (tuple[int, int], default [96, 64]): (H, W), multiples of 32" in out
+    # a block comment above a field is that field's (and only that field's) help
+    assert "--cudnn_benchmark (bool, default True): CUDA: cuDNN times" in out
+    assert "--compile (bool, default False): torch.compile the model" in out
+    assert "\nevaluation and output:\n" in out and "\nloss:\n" in out
