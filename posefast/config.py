@@ -59,7 +59,9 @@ class TrainConfig:
     input_size: tuple[int, int] = (96, 64)  # (H, W), multiples of 32
     train_subset: Optional[int] = None  # this many training images, picked from seed (none: all)
     val_subset: Optional[int] = None  # this many validation images, picked from seed (none: all)
-    augment: bool = False  # the synthetic val split matches the train distribution; off converges faster in a short run
+    # random scale, rotation and flip of the training crops (augment_options); off by default:
+    # the synthetic val split matches the train distribution, and off converges faster in a short run
+    augment: bool = False
     augment_options: dict = field(default_factory=lambda: {"rotation": 15.0, "scale": 0.2})  # AugmentConfig fields
     # model
     model: str = "simple"  # simple | unet
@@ -291,7 +293,13 @@ def load_config(argv: list[str] | None = None, **overrides) -> TrainConfig:
 
 
 def config_from_dict(data: dict) -> TrainConfig:
-    """A TrainConfig from a saved mapping (e.g. a checkpoint's), checked like a YAML file."""
+    """A TrainConfig from a saved mapping (e.g. a checkpoint's), checked like a YAML file.
+
+    Dataset paths saved beside a non-coco dataset are dropped: that run ignored them (older
+    versions accepted them silently), and its checkpoint must still load."""
+    data = {k: v for k, v in data.items() if k not in RUN_RECORD_KEYS}
+    if data.get("dataset", FIELDS["dataset"].default) != "coco":
+        data = {k: v for k, v in data.items() if k not in ("data_dir", *COCO_FILES)}
     return validate(TrainConfig(**{check_key(k, "saved config"): coerce(k, v, HINTS[k]) for k, v in data.items()}))
 
 
@@ -309,24 +317,30 @@ def resolve_path(path: str) -> str:
 COCO_FILES = {"train_json": "train.json", "train_images": "images", "val_json": "val.json", "val_images": "images"}
 
 
-def coco_paths(cfg: TrainConfig) -> dict:
-    """``{train_json, train_images, val_json, val_images}`` of a COCO keypoints dataset, or
-    ConfigError: each from its own config field when set, else from the ``data_dir`` layout
-    (``train.json``, ``val.json``, ``images/``)."""
+def coco_paths(cfg: TrainConfig, splits: tuple[str, ...] = ("train", "val")) -> dict:
+    """``{train_json, train_images, val_json, val_images}`` of a COCO keypoints dataset (only
+    the keys of ``splits``), or ConfigError: each from its own config field when set, else from
+    the ``data_dir`` layout (``train.json``, ``val.json``, ``images/``)."""
     data_dir = cfg.data_dir or os.environ.get("POSEFAST_COCO_DIR", "")
+    keys = [key for key in COCO_FILES if key.split("_")[0] in splits]
     paths, defaulted = {}, []
-    for key, name in COCO_FILES.items():
+    for key in keys:
         if getattr(cfg, key):
             paths[key] = resolve_path(getattr(cfg, key))
         elif data_dir:
-            paths[key] = os.path.join(resolve_path(data_dir), name)
+            paths[key] = os.path.join(resolve_path(data_dir), COCO_FILES[key])
             defaulted.append(key)
         else:
             raise ConfigError(f"dataset coco needs data_dir (or POSEFAST_COCO_DIR), or {key} set explicitly")
-    missing = [f"{key}={paths[key]}" + (f" (from data_dir {data_dir!r})" if key in defaulted else "")
-               for key in COCO_FILES if not os.path.exists(paths[key])]
-    if missing:
-        raise ConfigError(f"dataset coco: not found: {'; '.join(missing)}")
+    problems = []
+    for key in keys:
+        is_kind, kind = (os.path.isfile, "a file") if key.endswith("_json") else (os.path.isdir, "a folder")
+        if not is_kind(paths[key]):
+            problem = "not found" if not os.path.exists(paths[key]) else f"not {kind}"
+            origin = f", from data_dir {data_dir!r}" if key in defaulted else ""
+            problems.append(f"{key}={paths[key]} ({problem}{origin})")
+    if problems:
+        raise ConfigError(f"dataset coco: {'; '.join(problems)}")
     return paths
 
 

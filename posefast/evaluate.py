@@ -114,9 +114,11 @@ def data_files(cfg, ann_file, image_dir):
             if not os.path.exists(path):
                 raise FileNotFoundError(f"not found: {path}")
         return os.path.abspath(ann_file), os.path.abspath(image_dir)
+    from posefast.config import coco_paths
     from posefast.train import dataset_files
 
-    files = dataset_files(cfg)
+    # the validation files only: evaluating needs no training set (COCO's train2017 is 18 GB)
+    files = coco_paths(cfg, splits=("val",)) if cfg.dataset == "coco" else dataset_files(cfg)
     return files["val_json"], files["val_images"]
 
 

@@ -30,8 +30,8 @@ from tqdm import tqdm
 
 from posefast import metrics
 from posefast.checkpoint import BackgroundCheckpointer, load_checkpoint, unwrap
-from posefast.config import (RUN_RECORD_KEYS, ConfigError, TrainConfig, check_output_dir, coco_paths, config_help,
-                             load_config, to_dict)
+from posefast.config import (ConfigError, TrainConfig, check_output_dir, coco_paths, config_help, load_config,
+                             to_dict)
 from posefast.data.bad_input import BadInputError
 from posefast.distributed import (DistContext, all_reduce_sum, barrier, broadcast_buffers, gather_to_main,
                                   init_distributed, shutdown)
@@ -346,13 +346,22 @@ def model_only_in_fresh_process(**settings) -> float | None:
     keyed without) ``torch.backends.cudnn.benchmark``, so a heuristics run after benchmarked
     ones in the same process would reuse the benchmarked plans. None (with a warning) if the
     process fails: this number is a side measurement."""
+    result = in_fresh_process("model-only benchmark", benchmark_training, **settings, only_model=True)
+    return None if result is None else result["model_only_images_per_s"]
+
+
+def in_fresh_process(what: str, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` in a spawned process; None (with a warning naming ``what``) if it
+    raises or the process dies (a crash, the OOM killer): ``ProcessPoolExecutor`` reports a
+    dead worker, where ``multiprocessing.Pool.apply`` would wait for its result forever."""
+    import concurrent.futures
     import multiprocessing
 
     try:
-        with multiprocessing.get_context("spawn").Pool(1) as pool:
-            return pool.apply(benchmark_training, kwds={**settings, "only_model": True})["model_only_images_per_s"]
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return pool.submit(fn, *args, **kwargs).result()
     except Exception as exc:  # noqa: BLE001 - any failure of the side process is reported, not raised
-        warnings.warn(f"model-only benchmark in a fresh process failed: {exc!r}")
+        warnings.warn(f"{what} in a fresh process failed: {exc!r}")
         return None
 
 
@@ -448,8 +457,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
         trim_metrics_log(os.path.join(out_dir, "metrics.jsonl"), start_epoch)
         skipped = {name: dict(loader.dataset.skipped) for name, loader in (("train", train_loader), ("val", val_loader))}
         with open(os.path.join(out_dir, "config.yaml"), "w") as f:
-            record_keys = dict(zip(RUN_RECORD_KEYS, (pretrained, skipped)))
-            yaml.safe_dump({**to_dict(cfg), **record_keys}, f, sort_keys=False)
+            found = {"pretrained_loaded": pretrained, "data_skipped": skipped}  # config.RUN_RECORD_KEYS
+            yaml.safe_dump({**to_dict(cfg), **found}, f, sort_keys=False)
         print(f"posefast.train: {cfg.model} (output stride {stride}, pretrained: {str(pretrained).lower()}, "
               f"{'bf16' if use_amp(cfg, ctx.device) else 'float32'}) on "
               f"{ctx.device} x{ctx.world_size}, {len(train_loader.dataset)} train / {len(val_loader.dataset)} val "
@@ -500,8 +509,9 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; a bad configuration exits with status 2 before any work."""
     argv = sys.argv[1:] if argv is None else argv
     if "-h" in argv or "--help" in argv:
-        print(__doc__.split("\n\n")[0] + "\n\nEvery config key (in a --config YAML file or as --key value, later ones "
-              "winning):\n\n" + config_help())
+        usage = (__doc__ or "python -m posefast.train").split("\n\n")[0]
+        print(f"{usage}\n\nEvery config key (in a --config YAML file or as --key value, later ones winning):\n\n"
+              + config_help())
         return 0
     try:
         cfg = load_config(argv)
@@ -510,7 +520,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"posefast.train: configuration error: {exc}", file=sys.stderr)
         return 2
     except BadInputError as exc:
-        print(f"posefast.train: bad input: {exc} (--skip_bad true skips and counts such items)", file=sys.stderr)
+        # an item's error reaches here only with skip_bad off; a whole file's (unreadable JSON,
+        # nothing usable left) stops the run either way
+        whole_file = exc.reason in ("missing_annotation_file", "malformed_json", "empty_dataset")
+        hint = "" if whole_file else " (--skip_bad true skips and counts such items)"
+        print(f"posefast.train: bad input: {exc}{hint}", file=sys.stderr)
         return 2
     return 0
 

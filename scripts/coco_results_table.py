@@ -171,10 +171,14 @@ def seed_ablation_table(roots):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "--seeds" and len(argv) > 1:
-        print(f"### Ablations over seeds\n\n{seed_ablation_table(argv[1:])}\n")
+    if argv and argv[0] == "--seeds":
+        table = seed_ablation_table(argv[1:])
+        if not table:  # no root given, or none holds an evaluated abl_base
+            print(__doc__)
+            return 2
+        print(f"### Ablations over seeds\n\n{table}\n")
         return 0
-    if len(argv) != 1:
+    if len(argv) != 1 or argv[0].startswith("-"):
         print(__doc__)
         return 2
     root = argv[0]

@@ -59,8 +59,29 @@ def test_unknown_key_in_yaml_names_the_file(tmp_path):
 
 def test_missing_dataset_folder_is_a_clear_error(tmp_path):
     cfg = load_config(["--dataset", "coco", "--data_dir", str(tmp_path / "nowhere")])
-    with pytest.raises(ConfigError, match="missing"):
+    # (not match="missing": tmp_path's own name, test_missing_..., would satisfy it)
+    with pytest.raises(ConfigError, match=r"train_json=.*nowhere.train\.json \(not found, from data_dir"):
         coco_paths(cfg)
+
+
+def test_dataset_paths_of_the_wrong_kind_and_of_one_split(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "val.json").write_text("{}")
+    cfg = load_config(["--dataset", "coco", "--data_dir", str(tmp_path), "--train_json", str(tmp_path / "images")])
+    with pytest.raises(ConfigError, match=r"train_json=.*images \(not a file\)"):
+        coco_paths(cfg)
+    # evaluation needs the validation files only
+    assert coco_paths(cfg, splits=("val",)) == {"val_json": str(tmp_path / "val.json"),
+                                                 "val_images": str(tmp_path / "images")}
+
+
+def test_saved_config_with_paths_beside_a_synthetic_dataset_still_loads():
+    from posefast.config import config_from_dict
+
+    saved = {**to_dict(TrainConfig()), "data_dir": "../shared/data/coco_kpts", "pretrained_loaded": False}
+    assert config_from_dict(saved) == TrainConfig()  # what that run used: the paths were ignored
+    with pytest.raises(ConfigError, match="add --dataset coco"):
+        load_config(["--data_dir", "../shared/data/coco_kpts"])
 
 
 def test_relative_dataset_paths_resolve_against_the_repo_root(tmp_path, monkeypatch, coco_dir):

@@ -127,3 +127,14 @@ def test_unlabelled_and_crowd_people_are_not_samples(tmp_path):
     coco["annotations"].append(unlabelled)
     dataset = load(tmp_path, *write_dataset(tmp_path, coco))
     assert sorted(dataset.ann_id) == [11, 20, 30] and dataset.skipped == {}
+
+
+def test_no_usable_person_names_the_file(tmp_path):
+    coco = good_coco()
+    for ann in coco["annotations"]:
+        ann["iscrowd"] = 1  # crowd boxes are never samples
+    ann_file, image_dir = write_dataset(tmp_path, coco)
+    for skip_bad in (False, True):  # nothing to skip: an error either way
+        with pytest.raises(BadInputError, match=r"ann\.json: no usable person annotations") as error:
+            load(tmp_path, ann_file, image_dir, skip_bad=skip_bad)
+        assert error.value.reason == "empty_dataset"

@@ -296,7 +296,17 @@ def test_model_only_benchmark_in_a_fresh_process(tiny_root):
     assert rate is not None and rate > 0
     with pytest.warns(UserWarning, match="fresh process failed"):
         assert model_only_in_fresh_process(batch_size=4, input_size=(65, 32), device="cpu", num_images=8,
-                                           synthetic_root=str(tiny_root / "bench_synthetic")) is None
+                                           synthetic_root=str(tiny_root / "bench_synthetic"),
+                                           cache_dir=str(tiny_root / "bench_cache")) is None  # not ~/.cache
+
+
+def test_a_side_process_that_dies_is_reported_not_waited_for():
+    """A spawned process killed outright (a crash, the OOM killer): None and a warning, where
+    multiprocessing.Pool.apply would wait for the lost result forever."""
+    from posefast.train import in_fresh_process
+
+    with pytest.warns(UserWarning, match="dying in a fresh process failed: BrokenProcessPool"):
+        assert in_fresh_process("dying", os._exit, 3) is None
 
 
 def test_cudnn_benchmark_is_a_config_switch(tiny_root, tmp_path):

@@ -50,7 +50,7 @@ def test_explicit_paths_replace_the_data_dir_layout(coco2017, tmp_path):
     assert coco_paths(cfg) == {k: paths[k] for k in ("train_json", "train_images", "val_json", "val_images")}
     # One path explicit, the rest from data_dir's layout, which this folder does not have.
     cfg = load_config(["--dataset", "coco", "--data_dir", str(root), "--train_json", paths["train_json"]])
-    with pytest.raises(ConfigError, match=r"val_json=.*val.json \(from data_dir") as error:
+    with pytest.raises(ConfigError, match=r"val_json=.*val.json \(not found, from data_dir") as error:
         coco_paths(cfg)
     assert "train_json" not in str(error.value)
     with pytest.raises(ConfigError, match="data_dir.*or train_images set explicitly"):

@@ -29,7 +29,7 @@ def select_subset(records, subset, seed):
     return [records[i] for i in sorted(order)]
 
 
-def build_samples(records, mode, input_size, padding):
+def build_samples(records, mode, input_size, padding, source="annotations"):
     """Per-sample arrays (image order, then annotation order) for ``topdown`` or ``image`` mode.
 
     ``center``/``box_size`` describe the input crop in original pixels (aspect = input W:H).
@@ -43,7 +43,8 @@ def build_samples(records, mode, input_size, padding):
         for person in persons:
             rows.append((record, person))
     if not rows:
-        raise BadInputError("no usable person annotations (non-crowd, >= 1 labelled keypoint)", "empty_dataset")
+        raise BadInputError(f"{source}: no usable person annotations (non-crowd, >= 1 labelled keypoint)",
+                            "empty_dataset")
     bbox = np.stack([p.bbox for _, p in rows])
     image_size = np.array([(r.width, r.height) for r, _ in rows], dtype=np.float64)
     if mode == "topdown":
@@ -116,7 +117,7 @@ class CocoKeypoints:
 
     def _build(self, params, subset, seed, padding, policy, progress):
         records = select_subset(load_person_records(self.ann_file, policy), subset, seed)
-        samples, file_names = build_samples(records, self.mode, self.input_size, padding)
+        samples, file_names = build_samples(records, self.mode, self.input_size, padding, source=self.ann_file)
         scale = np.array([self.cache_size[1] / self.input_size[1], self.cache_size[0] / self.input_size[0]])
         samples["cache_affine"] = crop_affine(samples["center"], samples["box_size"] * scale, self.cache_size).numpy()
         num = len(file_names)
