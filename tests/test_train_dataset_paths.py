@@ -44,7 +44,8 @@ def layout_args(paths):
                                    for a in (f"--{key}", paths[key])]]
 
 
-def test_explicit_paths_replace_the_data_dir_layout(coco2017, tmp_path):
+def test_explicit_paths_replace_the_data_dir_layout(coco2017, tmp_path, monkeypatch):
+    monkeypatch.delenv("POSEFAST_COCO_DIR", raising=False)  # its fallback for data_dir would hide one error
     root, paths = coco2017
     cfg = load_config(layout_args(paths))
     assert coco_paths(cfg) == {k: paths[k] for k in ("train_json", "train_images", "val_json", "val_images")}
