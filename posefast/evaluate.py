@@ -187,7 +187,9 @@ def evaluate_checkpoint(checkpoint, ann_file=None, image_dir=None, out_dir=None,
 
 def format_report(report) -> str:
     """The human-readable summary printed by the command line."""
-    skipped = ", ".join(f"{reason}: {n}" for reason, n in sorted(report["data"].get("skipped", {}).items()))
+    from posefast.data.bad_input import format_counts
+
+    skipped = format_counts(report["data"].get("skipped", {}))
     lines = [f"posefast.evaluate: {report['checkpoint']} (epoch {report['epoch']}) on {report['data']['ann_file']}: "
              f"{report['data']['images']} images, {report['data']['persons']} persons"
              + (f" (skipped bad input: {skipped})" if skipped else ""),

@@ -6,6 +6,11 @@ import warnings
 logger = logging.getLogger("posefast.data")
 
 
+def format_counts(skipped):
+    """``"missing_image: 2, corrupt_image: 1"`` from ``{reason: count}`` (sorted by reason)."""
+    return ", ".join(f"{reason}: {count}" for reason, count in sorted(skipped.items()))
+
+
 class BadInputError(ValueError):
     """A dataset file or annotation is unusable. ``reason`` is a short machine-readable tag."""
 
@@ -41,7 +46,7 @@ class BadInputPolicy:
         """Warn once with what was skipped while loading ``source`` (nothing if all was good)."""
         if not self.skipped:
             return
-        parts = ", ".join(f"{reason}: {count}" for reason, count in sorted(self.skipped.items()))
+        parts = format_counts(self.skipped)
         examples = "; ".join(self.examples.values())
         message = f"{source}: skipped bad input ({parts})" + (f". e.g. {examples}" if examples else "")
         logger.warning(message)
