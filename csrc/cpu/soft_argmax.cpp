@@ -9,7 +9,8 @@
 // 16 values widened to float per load; float16 maps are widened one map at a time.
 // A forward map holding a non-finite beta * h (NaN, +-inf) falls back to the exact scalar
 // online-softmax path below, which defines the NaN / inf semantics; float64 always takes
-// that scalar path.
+// that scalar path. It is the GPU forward kernel's arithmetic (SoftArgmaxState::push_run, in
+// log2 units), so the CPU tests run it too.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -213,32 +214,25 @@ void narrow(const float* src, scalar_t* dst, int64_t n) {
 
 int64_t grain_for(int64_t hw) { return std::max<int64_t>(1, 16384 / hw); }
 
-// Softmax state of one row: its maximum first, then one exponential per pixel.
+// The exact path's softmax state (log2 units): the GPU kernels' arithmetic.
+template <typename acc_t>
+using ExactState = SoftArgmaxState<acc_t, true>;
+
+// Folds one row into `st` as the GPU forward kernel does: runs of 4 pixels
+// (SoftArgmaxState::push_run), then the row's tail one pixel at a time. `scale` is
+// ExactState::scale(beta).
 template <typename scalar_t, typename acc_t>
-SoftArgmaxState<acc_t> row_state(const scalar_t* row, int64_t W, acc_t beta, acc_t y) {
-  SoftArgmaxState<acc_t> st;
-  st.init();
-  acc_t rm = neg_inf<acc_t>();
-  for (int64_t j = 0; j < W; ++j) {
-    const acc_t v = beta * static_cast<acc_t>(row[j]);
-    rm = v > rm ? v : rm;  // a NaN is not taken here but poisons the sums below
+void push_row(ExactState<acc_t>& st, const scalar_t* row, int64_t W, acc_t scale, acc_t y) {
+  int64_t j = 0;
+  for (; j + 4 <= W; j += 4) {
+    const acc_t v[4] = {scale * static_cast<acc_t>(row[j]), scale * static_cast<acc_t>(row[j + 1]),
+                        scale * static_cast<acc_t>(row[j + 2]), scale * static_cast<acc_t>(row[j + 3])};
+    st.push_run(v, acc_t(j), y);
   }
-  if (rm == neg_inf<acc_t>()) {
-    // every pixel is -inf (contributes nothing) or NaN (poisons the map)
-    for (int64_t j = 0; j < W; ++j) st.push(beta * static_cast<acc_t>(row[j]), acc_t(j), y);
-    return st;
+  for (; j < W; ++j) {
+    const acc_t v[1] = {scale * static_cast<acc_t>(row[j])};
+    st.push_run(v, acc_t(j), y);
   }
-  acc_t s = 0, sx = 0;
-  for (int64_t j = 0; j < W; ++j) {
-    const acc_t e = pf_exp(beta * static_cast<acc_t>(row[j]) - rm);
-    s += e;
-    sx += e * acc_t(j);
-  }
-  st.m = rm;
-  st.s = s;
-  st.sx = sx;
-  st.sy = s * y;
-  return st;
 }
 
 // The SIMD paths per map; false where they do not apply (float64 maps; forward maps with a
@@ -313,10 +307,10 @@ std::tuple<at::Tensor, at::Tensor> soft_argmax_forward_cpu(const at::Tensor& hea
       for (int64_t m = begin; m < end; ++m) {
         const scalar_t* map = src + m * hw;
         if (simd_forward_map(map, H, W, b, widened, c + 2 * m, l + m)) continue;
-        SoftArgmaxState<acc_t> st;
+        ExactState<acc_t> st;
         st.init();
-        for (int64_t i = 0; i < H; ++i)
-          st.merge(row_state<scalar_t, acc_t>(map + i * W, W, b, acc_t(i)));
+        const acc_t scale = ExactState<acc_t>::scale(b);
+        for (int64_t i = 0; i < H; ++i) push_row(st, map + i * W, W, scale, acc_t(i));
         c[2 * m] = st.x();
         c[2 * m + 1] = st.y();
         l[m] = st.logsumexp();

@@ -74,17 +74,22 @@ __device__ __forceinline__ void target_values(acc_t (&t)[VEC], const acc_t* colf
   }
 }
 
+// The forward softmax state: log2 units (SoftArgmaxState::push_run, one exp2 per pixel).
+template <typename acc_t>
+using FwdState = SoftArgmaxState<acc_t, true>;
+
 // Map blockIdx.x, chunk blockIdx.y (chunk_range). One chunk per map: writes the map's loss
 // sum, coordinates and log-sum-exp. Several: writes the chunk's loss sum and softmax state
 // to partial_hm / partial_state[map * chunks + chunk] for pose_loss_merge_kernel.
+// `scale` is FwdState::scale(beta).
 template <typename scalar_t, typename acc_t, int VEC>
 __global__ void __launch_bounds__(kBlock)
     pose_loss_fwd_kernel(const scalar_t* __restrict__ logits, const acc_t* __restrict__ kp,
                          const acc_t* __restrict__ vis, int H, int W, int64_t chunk, acc_t inv,
-                         acc_t beta, int kind, bool use_table, acc_t* __restrict__ hm_sum,
+                         acc_t scale, int kind, bool use_table, acc_t* __restrict__ hm_sum,
                          acc_t* __restrict__ coords, acc_t* __restrict__ lse,
                          acc_t* __restrict__ partial_hm,
-                         SoftArgmaxState<acc_t>* __restrict__ partial_state) {
+                         FwdState<acc_t>* __restrict__ partial_state) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int64_t m = blockIdx.x;
   if (!pose_loss_counts(vis[m])) {  // uniform over the block: no barrier is skipped unevenly
@@ -104,27 +109,28 @@ __global__ void __launch_bounds__(kBlock)
   acc_t* rowf = colf + W;
   if (use_table) fill_factor_table(colf, rowf, H, W, renders, x, y, inv);
 
-  SoftArgmaxState<acc_t> st;
+  FwdState<acc_t> st;
   st.init();
   acc_t hm = 0;
   const int64_t nvec = hw / VEC;
   int64_t begin, end;
   chunk_range(nvec, chunk, begin, end);
-  for (int64_t v = begin + threadIdx.x; v < end; v += kBlock) {
-    const int64_t e = v * VEC;
-    const int i = static_cast<int>(e / W);
-    const int j = static_cast<int>(e - static_cast<int64_t>(i) * W);
-    const Vec<scalar_t, VEC> pack = *reinterpret_cast<const Vec<scalar_t, VEC>*>(src + e);
-    acc_t t[VEC];
+  // a vector never crosses a row: VEC > 1 only when W is a multiple of VEC
+  PixelCursor at((begin + threadIdx.x) * VEC, int64_t(kBlock) * VEC, W);
+  for (int64_t v = begin + threadIdx.x; v < end; v += kBlock, at.advance()) {
+    const Vec<scalar_t, VEC> pack = *reinterpret_cast<const Vec<scalar_t, VEC>*>(src + v * VEC);
+    const int i = static_cast<int>(at.i), j = at.j;
+    acc_t t[VEC], a[VEC];
     target_values<acc_t, VEC>(t, colf, rowf, use_table, renders, i, j, x, y, inv);
 #pragma unroll
     for (int u = 0; u < VEC; ++u) {
       const acc_t z = static_cast<acc_t>(pack.v[u]);
-      hm += heatmap_pixel_loss(kind, z, t[u]);
-      st.push(beta * z, acc_t(j + u), acc_t(i));
+      hm += heatmap_pixel_loss_fast(kind, z, t[u]);
+      a[u] = scale * z;
     }
+    st.push_run(a, acc_t(j), acc_t(i));
   }
-  st = block_reduce_state<acc_t, kBlock>(st);
+  st = block_reduce_state<FwdState<acc_t>, kBlock>(st);
   hm = block_reduce_sum(hm);
   if (threadIdx.x != 0) return;
   if (gridDim.y == 1) {
@@ -141,7 +147,7 @@ __global__ void __launch_bounds__(kBlock)
 // One thread per map: the chunks' loss sums and softmax states, merged in chunk order.
 template <typename acc_t>
 __global__ void pose_loss_merge_kernel(const acc_t* __restrict__ partial_hm,
-                                       const SoftArgmaxState<acc_t>* __restrict__ partial_state,
+                                       const FwdState<acc_t>* __restrict__ partial_state,
                                        const acc_t* __restrict__ vis, int chunks, int64_t maps,
                                        acc_t* __restrict__ hm_sum, acc_t* __restrict__ coords,
                                        acc_t* __restrict__ lse) {
@@ -149,13 +155,11 @@ __global__ void pose_loss_merge_kernel(const acc_t* __restrict__ partial_hm,
   if (m >= maps) return;
   const bool counts = pose_loss_counts(vis[m]);
   acc_t hm = 0;
-  SoftArgmaxState<acc_t> st;
+  FwdState<acc_t> st;
   st.init();
   if (counts) {  // else the chunks wrote nothing: zeros, never read back
-    for (int c = 0; c < chunks; ++c) {
-      hm += partial_hm[m * chunks + c];
-      st.merge(partial_state[m * chunks + c]);
-    }
+    for (int c = 0; c < chunks; ++c) hm += partial_hm[m * chunks + c];
+    st = merge_states(partial_state + m * chunks, chunks);
   }
   hm_sum[m] = hm;
   coords[2 * m] = counts ? st.x() : acc_t(0);
@@ -226,10 +230,10 @@ __global__ void __launch_bounds__(kBlock)
   acc_t* rowf = colf + W;
   if (use_table) fill_factor_table(colf, rowf, H, W, renders, kx, ky, inv);
 
-  for (int64_t v = begin + threadIdx.x; v < end; v += kBlock) {
+  PixelCursor at((begin + threadIdx.x) * VEC, int64_t(kBlock) * VEC, W);
+  for (int64_t v = begin + threadIdx.x; v < end; v += kBlock, at.advance()) {
     const int64_t e = v * VEC;
-    const int i = static_cast<int>(e / W);
-    const int j = static_cast<int>(e - static_cast<int64_t>(i) * W);
+    const int i = static_cast<int>(at.i), j = at.j;
     const Vec<scalar_t, VEC> in = *reinterpret_cast<const Vec<scalar_t, VEC>*>(src + e);
     acc_t t[VEC];
     target_values<acc_t, VEC>(t, colf, rowf, use_table, renders, i, j, kx, ky, inv);
@@ -275,8 +279,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> pose_loss_forward_cud
     using acc_t = at::opmath_type<scalar_t>;
     constexpr int VEC = vec_width<scalar_t>();
     const auto inv = inv_two_sigma_sq(static_cast<acc_t>(sigma));
-    const auto b = static_cast<acc_t>(beta);
-    using State = SoftArgmaxState<acc_t>;
+    using State = FwdState<acc_t>;
+    const auto b = State::scale(static_cast<acc_t>(beta));
     const int64_t smem = table_bytes(H, W, sizeof(acc_t));
     if (B * K > 0) {
       const bool vec = can_vectorize<scalar_t>(z, W);

@@ -1,5 +1,6 @@
 // CUDA soft-argmax. Forward: each block folds its pixels of one map into an online softmax
-// state per thread (one exponential per pixel), then a warp-shuffle + shared-memory merge;
+// state per thread, in log2 units (one exp2 per pixel, one comparison with the running
+// maximum per 16-byte vector: SoftArgmaxState::push_run), then a warp-shuffle + shared-memory merge;
 // only the coordinates and the log-sum-exp are written. Large maps are split into chunks,
 // one block each, whose states a second small kernel merges. Backward: one block per map
 // (or chunk), one read of the logits and one write of the gradient, p recomputed on the fly.
@@ -22,32 +23,37 @@ constexpr int kBlock = 256;
 // Most vectors per block, forward and backward (see map_chunks).
 constexpr int64_t kChunkVecs = 8 * kBlock;
 
+// The forward state: log2 units.
+template <typename acc_t>
+using FwdState = SoftArgmaxState<acc_t, true>;
+
 // Map blockIdx.x, chunk blockIdx.y of gridDim.y (chunk_range). One chunk: writes the map's
 // coordinates and log-sum-exp. Several: writes the chunk's state to
-// partial[map * chunks + chunk] for soft_argmax_merge_kernel.
+// partial[map * chunks + chunk] for soft_argmax_merge_kernel. `scale` is
+// FwdState::scale(beta).
 template <typename scalar_t, typename acc_t, int VEC>
 __global__ void __launch_bounds__(kBlock)
     soft_argmax_fwd_kernel(const scalar_t* __restrict__ h, acc_t* __restrict__ coords,
-                           acc_t* __restrict__ lse, SoftArgmaxState<acc_t>* __restrict__ partial,
-                           int H, int W, int64_t chunk, acc_t beta) {
+                           acc_t* __restrict__ lse, FwdState<acc_t>* __restrict__ partial,
+                           int H, int W, int64_t chunk, acc_t scale) {
   const int64_t m = blockIdx.x;
   const int64_t hw = static_cast<int64_t>(H) * W;
   const scalar_t* src = h + m * hw;
-  SoftArgmaxState<acc_t> st;
+  FwdState<acc_t> st;
   st.init();
   const int64_t nvec = hw / VEC;
   int64_t begin, end;
   chunk_range(nvec, chunk, begin, end);
-  for (int64_t v = begin + threadIdx.x; v < end; v += kBlock) {
-    const int64_t e = v * VEC;
-    const int i = static_cast<int>(e / W);
-    const int j = static_cast<int>(e - static_cast<int64_t>(i) * W);
-    const Vec<scalar_t, VEC> pack = *reinterpret_cast<const Vec<scalar_t, VEC>*>(src + e);
+  // a vector never crosses a row: VEC > 1 only when W is a multiple of VEC
+  PixelCursor at((begin + threadIdx.x) * VEC, int64_t(kBlock) * VEC, W);
+  for (int64_t v = begin + threadIdx.x; v < end; v += kBlock, at.advance()) {
+    const Vec<scalar_t, VEC> pack = *reinterpret_cast<const Vec<scalar_t, VEC>*>(src + v * VEC);
+    acc_t a[VEC];
 #pragma unroll
-    for (int u = 0; u < VEC; ++u)
-      st.push(beta * static_cast<acc_t>(pack.v[u]), acc_t(j + u), acc_t(i));
+    for (int u = 0; u < VEC; ++u) a[u] = scale * static_cast<acc_t>(pack.v[u]);
+    st.push_run(a, acc_t(at.j), acc_t(at.i));
   }
-  st = block_reduce_state<acc_t, kBlock>(st);
+  st = block_reduce_state<FwdState<acc_t>, kBlock>(st);
   if (threadIdx.x != 0) return;
   if (gridDim.y == 1) {
     coords[2 * m] = st.x();
@@ -58,15 +64,14 @@ __global__ void __launch_bounds__(kBlock)
   }
 }
 
-// One thread per map: merges its chunks' states in chunk order.
+// One thread per map: merges its chunks' states in chunk order (merge_states).
 template <typename acc_t>
-__global__ void soft_argmax_merge_kernel(const SoftArgmaxState<acc_t>* __restrict__ partial,
+__global__ void soft_argmax_merge_kernel(const FwdState<acc_t>* __restrict__ partial,
                                          int chunks, int64_t maps, acc_t* __restrict__ coords,
                                          acc_t* __restrict__ lse) {
   const int64_t m = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (m >= maps) return;
-  SoftArgmaxState<acc_t> st = partial[m * chunks];
-  for (int c = 1; c < chunks; ++c) st.merge(partial[m * chunks + c]);
+  const FwdState<acc_t> st = merge_states(partial + m * chunks, chunks);
   coords[2 * m] = st.x();
   coords[2 * m + 1] = st.y();
   lse[m] = st.logsumexp();
@@ -88,17 +93,16 @@ __global__ void __launch_bounds__(kBlock)
   const int64_t nvec = hw / VEC;
   int64_t begin, end;
   chunk_range(nvec, chunk, begin, end);
-  for (int64_t v = begin + threadIdx.x; v < end; v += kBlock) {
+  PixelCursor at((begin + threadIdx.x) * VEC, int64_t(kBlock) * VEC, W);
+  for (int64_t v = begin + threadIdx.x; v < end; v += kBlock, at.advance()) {
     const int64_t e = v * VEC;
-    const int i = static_cast<int>(e / W);
-    const int j = static_cast<int>(e - static_cast<int64_t>(i) * W);
     const Vec<scalar_t, VEC> in = *reinterpret_cast<const Vec<scalar_t, VEC>*>(src + e);
     Vec<scalar_t, VEC> out;
-    const acc_t dy = acc_t(i) - y;
+    const acc_t dy = acc_t(at.i) - y;
 #pragma unroll
     for (int u = 0; u < VEC; ++u) {
       const acc_t val = beta * static_cast<acc_t>(in.v[u]);
-      out.v[u] = static_cast<scalar_t>(soft_argmax_grad(val, l, beta, acc_t(j + u) - x, dy, gx, gy));
+      out.v[u] = static_cast<scalar_t>(soft_argmax_grad(val, l, beta, acc_t(at.j + u) - x, dy, gx, gy));
     }
     *reinterpret_cast<Vec<scalar_t, VEC>*>(dst + e) = out;
   }
@@ -125,7 +129,7 @@ std::tuple<at::Tensor, at::Tensor> soft_argmax_forward_cuda(const at::Tensor& he
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, h.scalar_type(), "soft_argmax_fwd_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    using State = SoftArgmaxState<acc_t>;
+    using State = FwdState<acc_t>;
     constexpr int VEC = vec_width<scalar_t>();
     const bool vec = can_vectorize<scalar_t>(h, W);
     const MapChunks split = map_chunks(static_cast<int64_t>(H) * W / (vec ? VEC : 1), kChunkVecs);
@@ -138,7 +142,7 @@ std::tuple<at::Tensor, at::Tensor> soft_argmax_forward_cuda(const at::Tensor& he
       pp = reinterpret_cast<State*>(partial.data_ptr<acc_t>());
     }
     const dim3 grid(static_cast<unsigned>(B * K), static_cast<unsigned>(chunks));
-    const auto b = static_cast<acc_t>(beta);
+    const auto b = State::scale(static_cast<acc_t>(beta));
     if (vec) {
       soft_argmax_fwd_kernel<scalar_t, acc_t, VEC><<<grid, kBlock, 0, stream>>>(
           h.data_ptr<scalar_t>(), coords.data_ptr<acc_t>(), lse.data_ptr<acc_t>(), pp, H, W, chunk, b);

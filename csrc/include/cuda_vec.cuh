@@ -61,10 +61,9 @@ __device__ __forceinline__ void chunk_range(int64_t nvec, int64_t size, int64_t&
   end = begin + size < nvec ? begin + size : nvec;
 }
 
-template <typename T>
-__device__ __forceinline__ SoftArgmaxState<T> shfl_down_state(const SoftArgmaxState<T>& st,
-                                                              int offset) {
-  SoftArgmaxState<T> o;
+template <typename State>
+__device__ __forceinline__ State shfl_down_state(const State& st, int offset) {
+  State o;
   o.m = __shfl_down_sync(0xffffffffu, st.m, offset);
   o.s = __shfl_down_sync(0xffffffffu, st.s, offset);
   o.sx = __shfl_down_sync(0xffffffffu, st.sx, offset);
@@ -72,14 +71,14 @@ __device__ __forceinline__ SoftArgmaxState<T> shfl_down_state(const SoftArgmaxSt
   return o;
 }
 
-// Reduces every thread's state into thread 0's (valid in thread 0 only).
-// BLOCK must be a multiple of 32, at most 1024, and equal to blockDim.x; every thread of
-// the block calls it. Once per kernel: no barrier precedes the write of `partial`, so a
-// second call would race with the first one's reads.
-template <typename T, int BLOCK>
-__device__ __forceinline__ SoftArgmaxState<T> block_reduce_state(SoftArgmaxState<T> st) {
+// Reduces every thread's soft-argmax state (a SoftArgmaxState) into thread 0's (valid in
+// thread 0 only). BLOCK must be a multiple of 32, at most 1024, and equal to blockDim.x;
+// every thread of the block calls it. Once per kernel: no barrier precedes the write of
+// `partial`, so a second call would race with the first one's reads.
+template <typename State, int BLOCK>
+__device__ __forceinline__ State block_reduce_state(State st) {
   constexpr int WARPS = BLOCK / 32;
-  __shared__ SoftArgmaxState<T> partial[WARPS];
+  __shared__ State partial[WARPS];
   for (int offset = 16; offset > 0; offset >>= 1) st.merge(shfl_down_state(st, offset));
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   if (lane == 0) partial[warp] = st;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define PF_HD __host__ __device__ __forceinline__
@@ -30,6 +31,57 @@ PF_HD T pf_exp(T v) {
   return exp(v);
 #else
   return std::exp(v);
+#endif
+}
+
+// 2^v. In float on a GPU, the hardware's approximation (one instruction, within 2^-22
+// relative; results below 2^-126 flush to 0: a softmax weight that small is invisible).
+template <typename T>
+PF_HD T pf_exp2(T v) {
+#if defined(__CUDA_ARCH__)
+  if constexpr (std::is_same_v<T, float>) {
+    float r;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(v));
+    return r;
+  } else {
+    return exp2(v);
+  }
+#else
+  return std::exp2(v);
+#endif
+}
+
+// The larger of a and b, and the other one when one is NaN (IEEE fmax).
+template <typename T>
+PF_HD T pf_fmax(T a, T b) {
+#if defined(__CUDA_ARCH__)
+  return fmax(a, b);
+#else
+  return std::fmax(a, b);
+#endif
+}
+
+// a / b for b in [1, 3] (the sigmoid and log1p denominators here): on a GPU in float,
+// __fdividef (within 2 ulp, no slow path), elsewhere the IEEE division.
+template <typename T>
+PF_HD T pf_div_small(T a, T b) {
+#if defined(__CUDA_ARCH__)
+  if constexpr (std::is_same_v<T, float>) {
+    return __fdividef(a, b);
+  } else {
+    return a / b;
+  }
+#else
+  return a / b;
+#endif
+}
+
+template <typename T>
+PF_HD T pf_log2(T v) {
+#if defined(__CUDA_ARCH__)
+  return log2(v);
+#else
+  return std::log2(v);
 #endif
 }
 
@@ -90,11 +142,35 @@ PF_HD bool renders_keypoint(V visible, T x, T y) {
 }
 
 // ---------------------------------------------------------------- soft_argmax
-// Online softmax statistics of one map (or part of it): running maximum m of the
-// scaled logits, s = sum exp(v - m), and the exp-weighted sums of x and y.
+// log2(e) and ln(2) in T's precision.
 template <typename T>
+PF_HD T log2e_of() {
+  return T(1.44269504088896340736);
+}
+
+template <typename T>
+PF_HD T ln2_of() {
+  return T(0.693147180559945309417);
+}
+
+// Online softmax statistics of one map (or part of it): running maximum m of the
+// scaled logits, s = sum w(v - m), and the w-weighted sums of x and y, where the weight
+// w(a) is e^a; with Log2 = true the logits are scaled by beta log2(e) and w(a) = 2^a (the
+// same softmax, with an exponential that is one hardware instruction on a GPU).
+template <typename T, bool Log2 = false>
 struct SoftArgmaxState {
   T m, s, sx, sy;
+
+  PF_HD static T weight(T a) {
+    if constexpr (Log2) {
+      return pf_exp2(a);
+    } else {
+      return pf_exp(a);
+    }
+  }
+
+  // What push / push_run expect: beta * h, times log2(e) in log2 units.
+  PF_HD static T scale(T beta) { return Log2 ? beta * log2e_of<T>() : beta; }
 
   PF_HD void init() {
     m = neg_inf<T>();
@@ -107,13 +183,13 @@ struct SoftArgmaxState {
   // A NaN logit makes the whole state NaN; a -inf logit adds nothing.
   PF_HD void push(T v, T x, T y) {
     if (v <= m) {
-      const T e = v > neg_inf<T>() ? pf_exp(v - m) : T(0);
+      const T e = v > neg_inf<T>() ? weight(v - m) : T(0);
       s += e;
       sx += e * x;
       sy += e * y;
     } else {
       // v > m here, or v is NaN; `one` is NaN for a NaN logit so it poisons the state.
-      const T c = (m == neg_inf<T>()) ? T(0) : pf_exp(m - v);
+      const T c = (m == neg_inf<T>()) ? T(0) : weight(m - v);
       const T one = v - v + T(1);
       s = s * c + one;
       sx = sx * c + x * one;
@@ -122,11 +198,46 @@ struct SoftArgmaxState {
     }
   }
 
+  // Add N pixels of one row, scaled logits v[u] at (x0 + u, y): one comparison with the
+  // running maximum for the run (the rescale is rare once the maximum is found), then one
+  // exponential per pixel and no branch. The same results as N push calls, up to rounding:
+  // a NaN poisons the state (fmax skips it, weight(NaN) is NaN), +inf gives NaN (inf - inf),
+  // and -inf adds nothing (weight(-inf) = 0; while m is -inf the base is 0, and every
+  // non-NaN value of the run is then -inf).
+  template <int N>
+  PF_HD void push_run(const T (&v)[N], T x0, T y) {
+    T top = v[0];
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+    for (int u = 1; u < N; ++u) top = pf_fmax(top, v[u]);
+    if (top > m) {
+      const T c = (m == neg_inf<T>()) ? T(0) : weight(m - top);
+      s *= c;
+      sx *= c;
+      sy *= c;
+      m = top;
+    }
+    const T base = (m == neg_inf<T>()) ? T(0) : m;
+    T es = weight(v[0] - base), eu = T(0);
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+    for (int u = 1; u < N; ++u) {
+      const T e = weight(v[u] - base);
+      es += e;
+      eu += e * T(u);
+    }
+    s += es;
+    sx += x0 * es + eu;
+    sy += y * es;
+  }
+
   // Combine with the state of another part of the same map.
   PF_HD void merge(const SoftArgmaxState& o) {
     const T nm = (o.m > m) ? o.m : m;
-    const T a = (m == nm) ? T(1) : pf_exp(m - nm);
-    const T b = (o.m == nm) ? T(1) : pf_exp(o.m - nm);
+    const T a = (m == nm) ? T(1) : weight(m - nm);
+    const T b = (o.m == nm) ? T(1) : weight(o.m - nm);
     s = s * a + o.s * b;
     sx = sx * a + o.sx * b;
     sy = sy * a + o.sy * b;
@@ -135,8 +246,45 @@ struct SoftArgmaxState {
 
   PF_HD T x() const { return sx / s; }
   PF_HD T y() const { return sy / s; }
-  // log of the softmax denominator: p(i, j) = exp(beta * h(i, j) - logsumexp).
-  PF_HD T logsumexp() const { return m + pf_log(s); }
+  // log of the softmax denominator, in natural units whatever the state's:
+  // p(i, j) = exp(beta * h(i, j) - logsumexp).
+  PF_HD T logsumexp() const { return Log2 ? (m + pf_log2(s)) * ln2_of<T>() : m + pf_log(s); }
+};
+
+// Merges n states in order, in groups of 16 (the error of a long sequential merge grows with
+// n; grouped, with about 16 + n / 16).
+template <typename State>
+PF_HD State merge_states(const State* parts, int64_t n) {
+  State total, group;
+  total.init();
+  group.init();
+  for (int64_t c = 0; c < n; ++c) {
+    group.merge(parts[c]);
+    if (c % 16 == 15 || c == n - 1) {
+      total.merge(group);
+      group.init();
+    }
+  }
+  return total;
+}
+
+// Row and column of the elements a thread visits, e0, e0 + stride, ..., in a map W wide,
+// stepped without a division per step (the stride is split into rows and columns once).
+// Rows stay ints: i < H (an int) while the element is in the map, and a thread steps at
+// most a stride past it.
+struct PixelCursor {
+  int i, j, di, dj, W;
+  PF_HD PixelCursor(int64_t e0, int64_t stride, int w)
+      : i(static_cast<int>(e0 / w)), j(static_cast<int>(e0 % w)), di(static_cast<int>(stride / w)),
+        dj(static_cast<int>(stride % w)), W(w) {}
+  PF_HD void advance() {
+    i += di;
+    j += dj;
+    if (j >= W) {
+      j -= W;
+      ++i;
+    }
+  }
 };
 
 // dL/dh(i, j) = beta * p(i, j) * ((j - x) * gx + (i - y) * gy),
@@ -341,7 +489,7 @@ PF_HD T bce_with_logits(T z, T t) {
 template <typename T>
 PF_HD T bce_with_logits_grad(T z, T t) {
   const T e = pf_exp(-pf_abs(z));
-  const T sig = z >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
+  const T sig = pf_div_small(z >= T(0) ? T(1) : e, T(1) + e);
   return sig - t;
 }
 
@@ -450,7 +598,7 @@ PF_HD float poly_exp(float x) {
 
 // log(1 + e) for e in [0, 1]: 2 atanh(s), s = e / (2 + e) in [0, 1/3].
 PF_HD float poly_log1p_unit(float e) {
-  const float s = e / (2.0f + e);
+  const float s = pf_div_small(e, 2.0f + e);
   const float s2 = s * s;
   float q = 1.0f / 13;
   q = q * s2 + 1.0f / 11;
@@ -473,8 +621,21 @@ PF_HD T bce_with_logits_from(T z, T t, T log1p_e) {
 
 template <typename T>
 PF_HD T bce_with_logits_grad_from(T z, T t, T e) {
-  const T sig = (z >= T(0) ? T(1) : e) / (T(1) + e);
+  const T sig = pf_div_small(z >= T(0) ? T(1) : e, T(1) + e);
   return sig - t;
+}
+
+// The heatmap loss of one pixel for the GPU kernels: in float, BCE takes log(1 + e) from
+// poly_log1p_unit (the CPU float path's, cheaper than log1pf on a GPU too) with e = exp(-|z|);
+// other types and MSE are heatmap_pixel_loss.
+template <typename T>
+PF_HD T heatmap_pixel_loss_fast(int kind, T z, T t) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (kind == kHeatmapLossMSE) return heatmap_pixel_loss(kind, z, t);
+    return bce_with_logits_from(z, t, poly_log1p_unit(pf_exp(-pf_abs(z))));
+  } else {
+    return heatmap_pixel_loss(kind, z, t);
+  }
 }
 
 }  // namespace posefast
