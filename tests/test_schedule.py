@@ -30,7 +30,24 @@ def test_warmup_cosine_state_survives_lambdalr_state_dict():
 ])
 def test_time_budget_keeps_the_epochs_that_fit(now, expected):
     budget = TimeBudget(2.0, start_s=0.0)
+    budget.epochs_that_fit(epochs_done=2, planned=10, last_epoch_s=1.0, now_s=0.0)  # the warm-up epoch
     assert budget.epochs_that_fit(epochs_done=3, planned=10, last_epoch_s=10.0, now_s=now) == expected
+
+
+def test_time_budget_does_not_shorten_the_plan_from_the_warm_up_epoch():
+    # the GPU's coco_best: 60 epochs planned, the first one 6.5 s, the later ones 2.4 s, 270 s
+    budget = TimeBudget(4.5, start_s=0.0)
+    assert budget.epochs_that_fit(epochs_done=1, planned=60, last_epoch_s=6.5, now_s=6.5) == 60
+    assert budget.epochs_that_fit(epochs_done=2, planned=60, last_epoch_s=2.4, now_s=8.9) == 60
+    # judged again after epoch 2 from its time: a slow second epoch shortens the plan there
+    slow = TimeBudget(4.5, start_s=0.0)
+    slow.epochs_that_fit(epochs_done=1, planned=60, last_epoch_s=6.5, now_s=6.5)
+    assert slow.epochs_that_fit(epochs_done=2, planned=60, last_epoch_s=6.5, now_s=13.0) == 2 + 39
+
+
+def test_time_budget_stops_at_the_first_epoch_when_no_other_fits():
+    budget = TimeBudget(0.1, start_s=0.0)  # 6 s, the first epoch took 5 s
+    assert budget.epochs_that_fit(epochs_done=1, planned=60, last_epoch_s=5.0, now_s=5.0) == 1
 
 
 @pytest.mark.parametrize("minutes", [0, -1.0])
