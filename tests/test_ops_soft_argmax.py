@@ -72,6 +72,21 @@ def test_non_finite_logits(device):
     assert torch.isnan(out[0, 2]).all()
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_huge_finite_logits_stay_finite(device):
+    """Finite logits up to float32's limit give finite results: a kernel that scales the
+    logits themselves by log2(e) (2^x weights) would overflow above FLT_MAX / 1.44."""
+    h = torch.zeros(2, 2, 4, 8, device=device)  # W = 8: the vectorised CUDA path
+    h[0, 0, 1, 2] = 3e38  # one peak: the softmax is one-hot there
+    h[0, 1] = -3e38  # flat: the centre of the map
+    h[1, 0, 3, 5] = -3e38  # one pixel that gets nothing
+    out = soft_argmax(h, beta=1.0)
+    expected = kernels_py.soft_argmax(h.double(), 1.0)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.double(), expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[0, 0].cpu(), torch.tensor([2.0, 1.0]))
+
+
 def grad_formula(h, coords, lse, grad_coords, beta):
     """dL/dh = beta * exp(beta h - lse) * ((j - x) gx + (i - y) gy), in float64."""
     h, coords, lse, g = (t.double().cpu() for t in (h, coords, lse, grad_coords))

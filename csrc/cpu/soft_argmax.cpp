@@ -9,8 +9,8 @@
 // 16 values widened to float per load; float16 maps are widened one map at a time.
 // A forward map holding a non-finite beta * h (NaN, +-inf) falls back to the exact scalar
 // online-softmax path below, which defines the NaN / inf semantics; float64 always takes
-// that scalar path. It is the GPU forward kernel's arithmetic (SoftArgmaxState::push_run, in
-// log2 units), so the CPU tests run it too.
+// that scalar path. It is the GPU forward kernel's algorithm (SoftArgmaxState::push_run, weights
+// by exp2; the GPU's exp2 is the hardware's approximation), so the CPU tests run it too.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -214,23 +214,22 @@ void narrow(const float* src, scalar_t* dst, int64_t n) {
 
 int64_t grain_for(int64_t hw) { return std::max<int64_t>(1, 16384 / hw); }
 
-// The exact path's softmax state (log2 units): the GPU kernels' arithmetic.
+// The exact path's softmax state (weights by exp2), as in the GPU kernels.
 template <typename acc_t>
 using ExactState = SoftArgmaxState<acc_t, true>;
 
 // Folds one row into `st` as the GPU forward kernel does: runs of 4 pixels
-// (SoftArgmaxState::push_run), then the row's tail one pixel at a time. `scale` is
-// ExactState::scale(beta).
+// (SoftArgmaxState::push_run), then the row's tail one pixel at a time.
 template <typename scalar_t, typename acc_t>
-void push_row(ExactState<acc_t>& st, const scalar_t* row, int64_t W, acc_t scale, acc_t y) {
+void push_row(ExactState<acc_t>& st, const scalar_t* row, int64_t W, acc_t beta, acc_t y) {
   int64_t j = 0;
   for (; j + 4 <= W; j += 4) {
-    const acc_t v[4] = {scale * static_cast<acc_t>(row[j]), scale * static_cast<acc_t>(row[j + 1]),
-                        scale * static_cast<acc_t>(row[j + 2]), scale * static_cast<acc_t>(row[j + 3])};
+    const acc_t v[4] = {beta * static_cast<acc_t>(row[j]), beta * static_cast<acc_t>(row[j + 1]),
+                        beta * static_cast<acc_t>(row[j + 2]), beta * static_cast<acc_t>(row[j + 3])};
     st.push_run(v, acc_t(j), y);
   }
   for (; j < W; ++j) {
-    const acc_t v[1] = {scale * static_cast<acc_t>(row[j])};
+    const acc_t v[1] = {beta * static_cast<acc_t>(row[j])};
     st.push_run(v, acc_t(j), y);
   }
 }
@@ -309,8 +308,7 @@ std::tuple<at::Tensor, at::Tensor> soft_argmax_forward_cpu(const at::Tensor& hea
         if (simd_forward_map(map, H, W, b, widened, c + 2 * m, l + m)) continue;
         ExactState<acc_t> st;
         st.init();
-        const acc_t scale = ExactState<acc_t>::scale(b);
-        for (int64_t i = 0; i < H; ++i) push_row(st, map + i * W, W, scale, acc_t(i));
+        for (int64_t i = 0; i < H; ++i) push_row(st, map + i * W, W, b, acc_t(i));
         c[2 * m] = st.x();
         c[2 * m + 1] = st.y();
         l[m] = st.logsumexp();

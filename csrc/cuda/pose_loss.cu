@@ -74,19 +74,18 @@ __device__ __forceinline__ void target_values(acc_t (&t)[VEC], const acc_t* colf
   }
 }
 
-// The forward softmax state: log2 units (SoftArgmaxState::push_run, one exp2 per pixel).
+// The forward softmax state: weights by exp2 (SoftArgmaxState::push_run, one per pixel).
 template <typename acc_t>
 using FwdState = SoftArgmaxState<acc_t, true>;
 
 // Map blockIdx.x, chunk blockIdx.y (chunk_range). One chunk per map: writes the map's loss
 // sum, coordinates and log-sum-exp. Several: writes the chunk's loss sum and softmax state
 // to partial_hm / partial_state[map * chunks + chunk] for pose_loss_merge_kernel.
-// `scale` is FwdState::scale(beta).
 template <typename scalar_t, typename acc_t, int VEC>
 __global__ void __launch_bounds__(kBlock)
     pose_loss_fwd_kernel(const scalar_t* __restrict__ logits, const acc_t* __restrict__ kp,
                          const acc_t* __restrict__ vis, int H, int W, int64_t chunk, acc_t inv,
-                         acc_t scale, int kind, bool use_table, acc_t* __restrict__ hm_sum,
+                         acc_t beta, int kind, bool use_table, acc_t* __restrict__ hm_sum,
                          acc_t* __restrict__ coords, acc_t* __restrict__ lse,
                          acc_t* __restrict__ partial_hm,
                          FwdState<acc_t>* __restrict__ partial_state) {
@@ -126,7 +125,7 @@ __global__ void __launch_bounds__(kBlock)
     for (int u = 0; u < VEC; ++u) {
       const acc_t z = static_cast<acc_t>(pack.v[u]);
       hm += heatmap_pixel_loss_fast(kind, z, t[u]);
-      a[u] = scale * z;
+      a[u] = beta * z;
     }
     st.push_run(a, acc_t(j), acc_t(i));
   }
@@ -280,7 +279,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> pose_loss_forward_cud
     constexpr int VEC = vec_width<scalar_t>();
     const auto inv = inv_two_sigma_sq(static_cast<acc_t>(sigma));
     using State = FwdState<acc_t>;
-    const auto b = State::scale(static_cast<acc_t>(beta));
+    const auto b = static_cast<acc_t>(beta);
     const int64_t smem = table_bytes(H, W, sizeof(acc_t));
     if (B * K > 0) {
       const bool vec = can_vectorize<scalar_t>(z, W);

@@ -1,6 +1,6 @@
 // CUDA soft-argmax. Forward: each block folds its pixels of one map into an online softmax
-// state per thread, in log2 units (one exp2 per pixel, one comparison with the running
-// maximum per 16-byte vector: SoftArgmaxState::push_run), then a warp-shuffle + shared-memory merge;
+// state per thread (one exp2 per pixel, one comparison with the running maximum per 16-byte
+// vector: SoftArgmaxState::push_run), then a warp-shuffle + shared-memory merge;
 // only the coordinates and the log-sum-exp are written. Large maps are split into chunks,
 // one block each, whose states a second small kernel merges. Backward: one block per map
 // (or chunk), one read of the logits and one write of the gradient, p recomputed on the fly.
@@ -23,19 +23,18 @@ constexpr int kBlock = 256;
 // Most vectors per block, forward and backward (see map_chunks).
 constexpr int64_t kChunkVecs = 8 * kBlock;
 
-// The forward state: log2 units.
+// The forward state: weights by exp2.
 template <typename acc_t>
 using FwdState = SoftArgmaxState<acc_t, true>;
 
 // Map blockIdx.x, chunk blockIdx.y of gridDim.y (chunk_range). One chunk: writes the map's
 // coordinates and log-sum-exp. Several: writes the chunk's state to
-// partial[map * chunks + chunk] for soft_argmax_merge_kernel. `scale` is
-// FwdState::scale(beta).
+// partial[map * chunks + chunk] for soft_argmax_merge_kernel.
 template <typename scalar_t, typename acc_t, int VEC>
 __global__ void __launch_bounds__(kBlock)
     soft_argmax_fwd_kernel(const scalar_t* __restrict__ h, acc_t* __restrict__ coords,
                            acc_t* __restrict__ lse, FwdState<acc_t>* __restrict__ partial,
-                           int H, int W, int64_t chunk, acc_t scale) {
+                           int H, int W, int64_t chunk, acc_t beta) {
   const int64_t m = blockIdx.x;
   const int64_t hw = static_cast<int64_t>(H) * W;
   const scalar_t* src = h + m * hw;
@@ -50,7 +49,7 @@ __global__ void __launch_bounds__(kBlock)
     const Vec<scalar_t, VEC> pack = *reinterpret_cast<const Vec<scalar_t, VEC>*>(src + v * VEC);
     acc_t a[VEC];
 #pragma unroll
-    for (int u = 0; u < VEC; ++u) a[u] = scale * static_cast<acc_t>(pack.v[u]);
+    for (int u = 0; u < VEC; ++u) a[u] = beta * static_cast<acc_t>(pack.v[u]);
     st.push_run(a, acc_t(at.j), acc_t(at.i));
   }
   st = block_reduce_state<FwdState<acc_t>, kBlock>(st);
@@ -142,7 +141,7 @@ std::tuple<at::Tensor, at::Tensor> soft_argmax_forward_cuda(const at::Tensor& he
       pp = reinterpret_cast<State*>(partial.data_ptr<acc_t>());
     }
     const dim3 grid(static_cast<unsigned>(B * K), static_cast<unsigned>(chunks));
-    const auto b = State::scale(static_cast<acc_t>(beta));
+    const auto b = static_cast<acc_t>(beta);
     if (vec) {
       soft_argmax_fwd_kernel<scalar_t, acc_t, VEC><<<grid, kBlock, 0, stream>>>(
           h.data_ptr<scalar_t>(), coords.data_ptr<acc_t>(), lse.data_ptr<acc_t>(), pp, H, W, chunk, b);

@@ -77,15 +77,6 @@ PF_HD T pf_div_small(T a, T b) {
 }
 
 template <typename T>
-PF_HD T pf_log2(T v) {
-#if defined(__CUDA_ARCH__)
-  return log2(v);
-#else
-  return std::log2(v);
-#endif
-}
-
-template <typename T>
 PF_HD T pf_log(T v) {
 #if defined(__CUDA_ARCH__)
   return log(v);
@@ -142,35 +133,28 @@ PF_HD bool renders_keypoint(V visible, T x, T y) {
 }
 
 // ---------------------------------------------------------------- soft_argmax
-// log2(e) and ln(2) in T's precision.
+// log2(e) in T's precision.
 template <typename T>
 PF_HD T log2e_of() {
   return T(1.44269504088896340736);
 }
 
-template <typename T>
-PF_HD T ln2_of() {
-  return T(0.693147180559945309417);
-}
-
 // Online softmax statistics of one map (or part of it): running maximum m of the
 // scaled logits, s = sum w(v - m), and the w-weighted sums of x and y, where the weight
-// w(a) is e^a; with Log2 = true the logits are scaled by beta log2(e) and w(a) = 2^a (the
-// same softmax, with an exponential that is one hardware instruction on a GPU).
-template <typename T, bool Log2 = false>
+// w(a) is e^a; with Exp2 = true it is computed as 2^(a log2 e), an exponential that is one
+// hardware instruction on a GPU. Its argument a = v - m is <= 0 (or NaN): the product cannot
+// overflow, where scaling the logits themselves by log2 e would for |beta h| > FLT_MAX / 1.44.
+template <typename T, bool Exp2 = false>
 struct SoftArgmaxState {
   T m, s, sx, sy;
 
   PF_HD static T weight(T a) {
-    if constexpr (Log2) {
-      return pf_exp2(a);
+    if constexpr (Exp2) {
+      return pf_exp2(a * log2e_of<T>());
     } else {
       return pf_exp(a);
     }
   }
-
-  // What push / push_run expect: beta * h, times log2(e) in log2 units.
-  PF_HD static T scale(T beta) { return Log2 ? beta * log2e_of<T>() : beta; }
 
   PF_HD void init() {
     m = neg_inf<T>();
@@ -246,9 +230,8 @@ struct SoftArgmaxState {
 
   PF_HD T x() const { return sx / s; }
   PF_HD T y() const { return sy / s; }
-  // log of the softmax denominator, in natural units whatever the state's:
-  // p(i, j) = exp(beta * h(i, j) - logsumexp).
-  PF_HD T logsumexp() const { return Log2 ? (m + pf_log2(s)) * ln2_of<T>() : m + pf_log(s); }
+  // log of the softmax denominator: p(i, j) = exp(beta * h(i, j) - logsumexp).
+  PF_HD T logsumexp() const { return m + pf_log(s); }
 };
 
 // Merges n states in order, in groups of 16 (the error of a long sequential merge grows with

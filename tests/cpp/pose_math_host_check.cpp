@@ -75,28 +75,38 @@ static void check_push_run(uint64_t seed, int pixels, double special_rate, doubl
          b.logsumexp());
 }
 
-// The same map through a log2-unit state and a natural-unit one: the same softmax.
-static void check_units(uint64_t seed) {
+// The same map through a state weighting by exp2 and one weighting by exp: the same softmax.
+static void check_exp2_weights(uint64_t seed) {
   std::mt19937_64 rng(seed);
-  SoftArgmaxState<double, true> l2;
-  SoftArgmaxState<double, false> ln;
-  l2.init();
-  ln.init();
+  SoftArgmaxState<double, true> e2;
+  SoftArgmaxState<double, false> e;
+  e2.init();
+  e.init();
   const double beta = 1.7;
   for (int p = 0; p < 400; p += 4) {
-    double v2[4], vn[4];
-    for (int u = 0; u < 4; ++u) {
-      const double h = draw(rng, 0.0);
-      v2[u] = SoftArgmaxState<double, true>::scale(beta) * h;
-      vn[u] = SoftArgmaxState<double, false>::scale(beta) * h;
-    }
-    l2.push_run(v2, double(p % 40), double(p / 40));
-    ln.push_run(vn, double(p % 40), double(p / 40));
+    double v[4];
+    for (int u = 0; u < 4; ++u) v[u] = beta * draw(rng, 0.0);
+    e2.push_run(v, double(p % 40), double(p / 40));
+    e.push_run(v, double(p % 40), double(p / 40));
   }
-  expect(close_or_both_nan(l2.x(), ln.x(), 1e-12), "log2 vs natural x", l2.x(), ln.x());
-  expect(close_or_both_nan(l2.y(), ln.y(), 1e-12), "log2 vs natural y", l2.y(), ln.y());
-  expect(close_or_both_nan(l2.logsumexp(), ln.logsumexp(), 1e-12), "log2 vs natural logsumexp",
-         l2.logsumexp(), ln.logsumexp());
+  expect(close_or_both_nan(e2.x(), e.x(), 1e-12), "exp2 vs exp weights x", e2.x(), e.x());
+  expect(close_or_both_nan(e2.y(), e.y(), 1e-12), "exp2 vs exp weights y", e2.y(), e.y());
+  expect(close_or_both_nan(e2.logsumexp(), e.logsumexp(), 1e-12), "exp2 vs exp weights logsumexp",
+         e2.logsumexp(), e.logsumexp());
+}
+
+// Finite logits as large as the type holds stay finite (no overflow inside the state).
+static void check_huge_finite_logits() {
+  SoftArgmaxState<float, true> one, flat;
+  one.init();
+  flat.init();
+  const float peak[4] = {0.f, 3e38f, 0.f, 0.f};
+  one.push_run(peak, 0.f, 0.f);
+  expect(one.x() == 1.f && one.logsumexp() == 3e38f, "one huge finite logit", one.x(), one.logsumexp());
+  const float low[4] = {-3e38f, -3e38f, -3e38f, -3e38f};
+  flat.push_run(low, 0.f, 0.f);
+  expect(flat.x() == 1.5f && flat.logsumexp() < -2.9e38f, "a map of huge negative logits", flat.x(),
+         flat.logsumexp());
 }
 
 // Chunk states of one map merged by merge_states, against one state over the whole map in
@@ -135,7 +145,7 @@ int main() {
     // NaN / +-inf: the same NaN-ness and the same finite values
     check_push_run<double, true, 4>(seed + 100, 64, 0.02, 1e-12);
     check_push_run<double, true, 8>(seed + 100, 64, 0.05, 1e-12);
-    check_units(seed);
+    check_exp2_weights(seed);
     check_merge<double>(seed, 1 + int(seed % 7), 37, 0.0, 1e-12);
     check_merge<double>(seed, 50, 12, 0.01, 1e-12);
   }
@@ -146,6 +156,7 @@ int main() {
     st.push_run(v, 0.f, 0.f);
     expect(st.s == 0.f && st.m == -INFINITY, "all -inf run adds nothing", st.s, st.m);
   }
+  check_huge_finite_logits();
   {  // 4,096 chunks of 12 pixels (a 256x192 map in chunks of 3 float vectors)
     check_merge<float>(7, 4096, 12, 0.0, 1e-6);
   }
