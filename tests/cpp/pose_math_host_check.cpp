@@ -1,7 +1,10 @@
 // Host checks of the pose_math.h pieces that only the CUDA kernels call (PixelCursor,
 // merge_states, push_run on float runs of 4 and 8): compiled with the host compiler by
-// tests/test_pose_math_host.py, so a machine without a GPU still tests the arithmetic the
-// GPU runs. Prints one line per failed check and "checks: N failed: F"; exit code 1 on any.
+// tests/test_pose_math_host.py, so a machine without a GPU still tests the algorithm the
+// GPU runs. The device-only instructions behind pf_exp2 (ex2.approx), pf_div_small
+// (__fdividef) and pf_fmax take their host counterparts here; block_reduce_state and the
+// kernels' loops are covered by the CUDA op tests only. Prints one line per failed check and
+// "checks: N failed: F"; exit code 1 on any.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -145,9 +148,19 @@ int main() {
     // NaN / +-inf: the same NaN-ness and the same finite values
     check_push_run<double, true, 4>(seed + 100, 64, 0.02, 1e-12);
     check_push_run<double, true, 8>(seed + 100, 64, 0.05, 1e-12);
+    check_push_run<float, true, 4>(seed + 100, 64, 0.02, 1e-4);
+    check_push_run<float, true, 8>(seed + 100, 64, 0.3, 1e-4);  // runs of NaN / inf only too
     check_exp2_weights(seed);
     check_merge<double>(seed, 1 + int(seed % 7), 37, 0.0, 1e-12);
     check_merge<double>(seed, 50, 12, 0.01, 1e-12);
+  }
+  {  // a run of NaN while nothing finite was seen, then finite values: NaN
+    SoftArgmaxState<float, true> st;
+    st.init();
+    const float nan4[4] = {NAN, NAN, NAN, NAN}, fin[4] = {1.f, 2.f, 3.f, 4.f};
+    st.push_run(nan4, 0.f, 0.f);
+    st.push_run(fin, 4.f, 0.f);
+    expect(std::isnan(st.x()) && std::isnan(st.logsumexp()), "NaN run, then finite", st.x(), st.logsumexp());
   }
   {  // all -inf: every run adds nothing; the map is 0 / 0
     SoftArgmaxState<float, true> st;
