@@ -236,13 +236,12 @@ __global__ void __launch_bounds__(kBlock)
     const Vec<scalar_t, VEC> in = *reinterpret_cast<const Vec<scalar_t, VEC>*>(src + e);
     acc_t t[VEC];
     target_values<acc_t, VEC>(t, colf, rowf, use_table, renders, i, j, kx, ky, inv);
-    const acc_t dy = acc_t(i) - py;
+    const acc_t dy = acc_t(i) - py, dx0 = acc_t(j) - px;  // dx = dx0 + u: no int-to-float per pixel
     Vec<scalar_t, VEC> out;
 #pragma unroll
     for (int u = 0; u < VEC; ++u) {
       const acc_t z = static_cast<acc_t>(in.v[u]);
-      out.v[u] = static_cast<scalar_t>(
-          pose_loss_pixel_grad(kind, z, t[u], beta, l, acc_t(j + u) - px, dy, g));
+      out.v[u] = static_cast<scalar_t>(pose_loss_pixel_grad(kind, z, t[u], beta, l, dx0 + acc_t(u), dy, g));
     }
     *reinterpret_cast<Vec<scalar_t, VEC>*>(dst + e) = out;
   }

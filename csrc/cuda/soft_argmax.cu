@@ -97,11 +97,11 @@ __global__ void __launch_bounds__(kBlock)
     const int64_t e = v * VEC;
     const Vec<scalar_t, VEC> in = *reinterpret_cast<const Vec<scalar_t, VEC>*>(src + e);
     Vec<scalar_t, VEC> out;
-    const acc_t dy = acc_t(at.i) - y;
+    const acc_t dy = acc_t(at.i) - y, dx0 = acc_t(at.j) - x;  // dx = dx0 + u: no int-to-float per pixel
 #pragma unroll
     for (int u = 0; u < VEC; ++u) {
       const acc_t val = beta * static_cast<acc_t>(in.v[u]);
-      out.v[u] = static_cast<scalar_t>(soft_argmax_grad(val, l, beta, acc_t(at.j + u) - x, dy, gx, gy));
+      out.v[u] = static_cast<scalar_t>(soft_argmax_grad(val, l, beta, dx0 + acc_t(u), dy, gx, gy));
     }
     *reinterpret_cast<Vec<scalar_t, VEC>*>(dst + e) = out;
   }

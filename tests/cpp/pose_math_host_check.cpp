@@ -1,8 +1,10 @@
 // Host checks of the pose_math.h pieces that only the CUDA kernels call (PixelCursor,
 // merge_states, push_run on float runs of 4 and 8): compiled with the host compiler by
 // tests/test_pose_math_host.py, so a machine without a GPU still tests the algorithm the
-// GPU runs. The device-only instructions behind pf_exp2 (ex2.approx), pf_div_small
-// (__fdividef) and pf_fmax take their host counterparts here; block_reduce_state and the
+// GPU runs, and the float per-pixel functions of the GPU's pose-loss and soft-argmax passes
+// (exp by exp2, the BCE and its gradient, the soft-argmax gradient) against double. The
+// device-only instructions behind pf_exp2 (ex2.approx), pf_div_small (rcp.approx) and pf_fmax
+// take their host counterparts here; block_reduce_state and the
 // kernels' loops are covered by the CUDA op tests only. Prints one line per failed check and
 // "checks: N failed: F"; exit code 1 on any.
 #include <cmath>
@@ -114,6 +116,38 @@ static void check_huge_finite_logits() {
 
 // Chunk states of one map merged by merge_states, against one state over the whole map in
 // double; in float, the grouped merge of many chunks must stay near the double result.
+// exp_by_exp2, and the per-pixel losses and gradients the GPU kernels build on it, in float
+// against double: z over [-100, 100] and the special values.
+static void check_pixel_functions() {
+  for (int k = 0; k <= 4000; ++k) {
+    const float a = -0.01f * static_cast<float>(k);  // exponents in [-40, 0]
+    expect(close_or_both_nan(exp_by_exp2(a), std::exp(double(a)), 1e-6), "exp_by_exp2", exp_by_exp2(a),
+           std::exp(double(a)));
+  }
+  expect(exp_by_exp2(-INFINITY) == 0.f, "exp_by_exp2(-inf) = 0", exp_by_exp2(-INFINITY), 0);
+  expect(std::isnan(exp_by_exp2(NAN)), "exp_by_exp2(NaN) is NaN", exp_by_exp2(NAN), NAN);
+  expect(exp_by_exp2(-3e38f) == 0.f, "exp_by_exp2 of a huge negative finite", exp_by_exp2(-3e38f), 0);
+  for (int k = -1000; k <= 1000; ++k) {
+    const float z = 0.1f * static_cast<float>(k), t = (k % 7 == 0) ? 1.f : 0.25f;
+    const double zd = z, sig = 1.0 / (1.0 + std::exp(-zd));
+    const double bce = std::fmax(zd, 0.0) - zd * t + std::log1p(std::exp(-std::fabs(zd)));
+    expect(close_or_both_nan(heatmap_pixel_loss_fast(kHeatmapLossBCE, z, t), bce, 3e-6), "BCE (GPU form)",
+           heatmap_pixel_loss_fast(kHeatmapLossBCE, z, t), bce);
+    expect(close_or_both_nan(bce_with_logits_grad(z, t), sig - t, 1e-6), "BCE gradient",
+           bce_with_logits_grad(z, t), sig - t);
+    // the soft-argmax gradient at v - lse = -|z| / 4, offsets (3, -2), coordinate gradients (0.5, -0.25)
+    const float lse = 2.f + std::fabs(z) / 4;
+    const double sa = 1.5 * std::exp(2.0 - double(lse)) * (3.0 * 0.5 + -2.0 * -0.25);
+    expect(close_or_both_nan(soft_argmax_grad(2.f, lse, 1.5f, 3.f, -2.f, 0.5f, -0.25f), sa, 2e-6),
+           "soft-argmax gradient", soft_argmax_grad(2.f, lse, 1.5f, 3.f, -2.f, 0.5f, -0.25f), sa);
+  }
+  expect(bce_with_logits_grad(INFINITY, 1.f) == 0.f, "BCE gradient at +inf", bce_with_logits_grad(INFINITY, 1.f), 0);
+  expect(bce_with_logits_grad(-INFINITY, 0.f) == 0.f, "BCE gradient at -inf", bce_with_logits_grad(-INFINITY, 0.f), 0);
+  expect(std::isnan(bce_with_logits_grad(NAN, 0.f)), "BCE gradient at NaN", bce_with_logits_grad(NAN, 0.f), NAN);
+  expect(soft_argmax_grad(-INFINITY, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f) == 0.f, "soft-argmax gradient of a -inf logit",
+         soft_argmax_grad(-INFINITY, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f), 0);
+}
+
 template <typename T>
 static void check_merge(uint64_t seed, int chunks, int per_chunk, double special_rate, double rel) {
   std::mt19937_64 rng(seed);
@@ -170,6 +204,7 @@ int main() {
     expect(st.s == 0.f && st.m == -INFINITY, "all -inf run adds nothing", st.s, st.m);
   }
   check_huge_finite_logits();
+  check_pixel_functions();
   {  // 4,096 chunks of 12 pixels (a 256x192 map in chunks of 3 float vectors)
     check_merge<float>(7, 4096, 12, 0.0, 1e-6);
   }
