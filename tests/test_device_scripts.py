@@ -109,14 +109,17 @@ def test_install_wheels_without_wheels_changes_nothing(tmp_path):
 
 
 FAKE_PYTHON = """#!/usr/bin/env bash
-# a stand-in for python on the GPU machine: pytest passes only with one block per map ({mode})
+# a stand-in for python on the GPU machine: pytest passes only with one block per map, or
+# only with the fallback kernels, or never ({mode}); the build does nothing
+if [ "$1" = "setup.py" ]; then echo "fake build in $PWD"; exit 0; fi
 if [ "$1" = "-m" ] && [ "$2" = "pytest" ]; then
+  if [ -f csrc/FALLBACK_OK ]; then echo "9 passed"; exit 0; fi
   if [ "{mode}" = "chunks_broken" ] && [ "${{POSEFAST_CUDA_CHUNK_VECS:-}}" = "0" ]; then echo "9 passed"; exit 0; fi
   if [ "{mode}" = "tiny_chunks_broken" ] && [ "${{POSEFAST_CUDA_CHUNK_VECS:-}}" != "3" ]; then echo "9 passed"; exit 0; fi
   echo "FAILED tests/test_ops_soft_argmax.py::test_large_maps_split_into_chunks"; exit 1
 fi
 if [ "$1" = "-c" ]; then exit 0; fi  # the import check
-if [ "$1" = "benchmarks/run.py" ]; then echo "run.py chunk limit: ${{POSEFAST_CUDA_CHUNK_VECS:-default}}"; exit 0; fi
+if [ "$1" = "benchmarks/run.py" ]; then echo "run.py chunk limit: ${{POSEFAST_CUDA_CHUNK_VECS:-default}} in $PWD"; exit 0; fi
 exec {python} "$@"
 """
 
@@ -128,7 +131,7 @@ def test_device_check_when_split_kernels_fail_their_tests(tmp_path, mode):
     fake.chmod(0o755)
     proc = run_bash("bash benchmarks/device_check.sh", tmp_path, timeout=120, PYTHON=str(fake), DEVICE="cuda",
                     SKIP_BUILD="1", STAGES="tests bench split", WHEELS=str(tmp_path / "no_wheels"),
-                    STOP_ON_TEST_FAIL="1", POSEFAST_CUDA_CHUNK_VECS="")
+                    STOP_ON_TEST_FAIL="1", POSEFAST_CUDA_CHUNK_VECS="", FALLBACK_CSRC=str(tmp_path / "none"))
     log = (tmp_path / "out" / "device_check.log").read_text()
     assert proc.returncode == 1, log[-2000:]
     if mode == "tiny_chunks_broken":  # reported; every later stage runs with the default chunks
@@ -142,3 +145,29 @@ def test_device_check_when_split_kernels_fail_their_tests(tmp_path, mode):
         assert "split A/B" not in log and "done (status 1)" in log
     else:
         assert "stopping: the CUDA tests failed" in log and "run.py chunk limit" not in log
+
+
+def test_device_check_falls_back_to_the_kernels_that_passed(tmp_path):
+    """Kernels that fail their tests (with or without chunks): the script builds the carried
+    fallback kernels in a copy of the tree, tests them, and the later stages measure those,
+    saying so; the tree itself is left as it is."""
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON.format(mode="all_broken", python=sys.executable))
+    fake.chmod(0o755)
+    fallback = tmp_path / "fallback_csrc"
+    (fallback / "csrc").mkdir(parents=True)
+    (fallback / "csrc" / "FALLBACK_OK").write_text("")
+    (fallback / "COMMIT").write_text("abc1234\n")
+    tree = tmp_path / "tree"
+    proc = run_bash("bash benchmarks/device_check.sh", tmp_path, timeout=180, PYTHON=str(fake), DEVICE="cuda",
+                    SKIP_BUILD="1", STAGES="tests bench", WHEELS=str(tmp_path / "no_wheels"), STOP_ON_TEST_FAIL="1",
+                    POSEFAST_CUDA_CHUNK_VECS="", FALLBACK_CSRC=str(fallback), FALLBACK_TREE=str(tree))
+    log = (tmp_path / "out" / "device_check.log").read_text()
+    assert proc.returncode == 1, log[-2000:]  # the tree's own kernels failed: status 1
+    assert "again with one block per map" in log and f"fake build in {tree}" in log
+    assert "FALLBACK KERNELS: every later stage measures the kernels of commit abc1234" in log
+    assert f"run.py chunk limit: default in {tree}" in log and "done (status 1)" in log
+    assert (tree / "benchmarks" / "run.py").is_file() and (tree / "csrc" / "FALLBACK_OK").is_file()
+    assert not (REPO / "csrc" / "FALLBACK_OK").exists()
+    names = tar_names(tmp_path / "out" / "device_check_results.tar.gz")
+    assert {"FALLBACK_KERNELS.txt", "pytest_cuda_fallback.log", "pytest_cuda.log"} <= set(names), names
