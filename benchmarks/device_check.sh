@@ -16,10 +16,10 @@
 #             under compute-sanitizer memcheck (memcheck.log) to name the faulting kernel, and
 #             the script stops there (STOP_ON_TEST_FAIL=0: go on), unless the kernels of the last
 #             commit whose CUDA tests passed are carried (.carry/fallback_csrc, from
-#             scripts/device_prepare.sh): then it builds those in a copy of the tree
-#             (FALLBACK_TREE, /tmp/posefast_fallback), tests them, and every later stage measures
-#             them (FALLBACK_KERNELS.txt and the log say so), so a failed rewrite still leaves
-#             the call with numbers
+#             scripts/device_prepare.sh) and 240 s are left: then it builds those in a copy of
+#             the tree (FALLBACK_TREE, /tmp/posefast_fallback), tests them, and every later stage
+#             measures them (FALLBACK_KERNELS.txt, env.txt and the log say so), so a failed
+#             rewrite still leaves the call with numbers; if they fail too, it stops
 #   bench     every op/size/dtype: eager reference vs posefast, and the fused pose loss vs the
 #             unfused ops vs eager (B=128)                            -> bench_cuda_nocompile.*
 #   split     same-run A/B of the per-map kernels that split large maps into chunks (the default)
@@ -118,6 +118,10 @@ if want compile; then
     --json "$WORK/compile_warmup.json" > "$WORK/compile_warmup.txt" 2>&1 &
   warm_pid=$!
 fi
+stop_warmup_now() {  # on an early exit: it must not go on using the GPU
+  [ -n "$warm_pid" ] && kill "$warm_pid" 2>/dev/null
+  warm_pid=""
+}
 stop_warmup() {  # the benchmarks must not share the machine with it
   [ -n "$warm_pid" ] || return 0
   wait "$warm_pid"
@@ -180,12 +184,17 @@ if want tests; then
       echo "memcheck exit code: $?"
       grep -m 20 -E "=========|FAILED|Error" "$WORK/memcheck.log"
     fi
-    if [ "$DEVICE" = "cuda" ] && [ -d "$FALLBACK_CSRC/csrc" ]; then
+    if [ "$DEVICE" = "cuda" ] && [ -d "$FALLBACK_CSRC/csrc" ] && [ "${STOP_ON_TEST_FAIL:-1}" = "1" ] \
+       && [ "$(time_left)" -ge 240 ]; then
       # the rest of the call measures the last kernels that passed on a GPU (carried by
       # scripts/device_prepare.sh), built in a copy of this tree, so the later stages still
-      # bring back numbers; every one of them is then of those kernels, which the log says
+      # bring back numbers; every one of them is then of those kernels, which the log,
+      # env.txt and FALLBACK_KERNELS.txt say (STOP_ON_TEST_FAIL=0 measures this tree instead)
       fb_commit=$(cat "$FALLBACK_CSRC/COMMIT" 2>/dev/null || echo unknown)
       stage "the CUDA tests failed: the kernels of commit $fb_commit ($FALLBACK_CSRC), built in $FALLBACK_TREE"
+      notice="FALLBACK KERNELS: this tree's kernels failed their CUDA tests; every later stage measures the kernels of commit $fb_commit (tested below; the tiny-chunk pass is not rerun: 8989eb8 failed it by rounding)"
+      echo "$notice" | tee "$WORK/FALLBACK_KERNELS.txt"
+      echo "$notice" >> "$WORK/env.txt"
       rm -rf "$FALLBACK_TREE" && mkdir -p "$FALLBACK_TREE"
       for entry in *; do  # not the dot folders (.carry is linked below), results or builds
         case "$entry" in csrc|runs|build|docs|device_out) continue ;; esac
@@ -193,24 +202,23 @@ if want tests; then
       done
       cp -r "$FALLBACK_CSRC/csrc" "$FALLBACK_TREE/csrc"
       [ -e .carry ] && ln -s "$PWD/.carry" "$FALLBACK_TREE/.carry"
-      cd "$FALLBACK_TREE" || exit 1
+      cd "$FALLBACK_TREE" || { stop_warmup_now; exit 1; }
       OUT="$WORK/fallback" BUILD_TIMEOUT="$(stage_limit 300)" PYTHON="$PY" DEVICE="$DEVICE" \
-        bash benchmarks/device_build.sh || exit 1
+        bash benchmarks/device_build.sh || { stop_warmup_now; exit 1; }
       stage "the CUDA op tests with the kernels of commit $fb_commit"
       timeout "$(stage_limit 150)" "$PY" -m pytest -q -m cuda "${tests[@]}" "${per_test[@]}" -p no:cacheprovider \
         > "$WORK/pytest_cuda_fallback.log" 2>&1
       rc=$?
       tail -5 "$WORK/pytest_cuda_fallback.log"
-      echo "pytest (kernels of $fb_commit) exit code: $rc"
-      [ $rc -eq 0 ] && echo "FALLBACK KERNELS: every later stage measures the kernels of commit $fb_commit, not this tree's" \
-        | tee "$WORK/FALLBACK_KERNELS.txt"
+      echo "pytest (kernels of $fb_commit) exit code: $rc" | tee -a "$WORK/FALLBACK_KERNELS.txt"
+      [ $rc -eq 0 ] && echo "FALLBACK KERNELS: every later stage measures the kernels of commit $fb_commit, not this tree's"
     fi
   fi
   if [ $rc -ne 0 ]; then
     # kernels that fail their tests make every later number moot: keep the device time for a rerun
     if [ "${STOP_ON_TEST_FAIL:-1}" = "1" ]; then
       stage "stopping: the CUDA tests failed (STOP_ON_TEST_FAIL=0 runs the other stages anyway)"
-      [ -n "$warm_pid" ] && kill "$warm_pid" 2>/dev/null
+      stop_warmup_now
       exit 1
     fi
   fi

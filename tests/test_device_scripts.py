@@ -147,16 +147,18 @@ def test_device_check_when_split_kernels_fail_their_tests(tmp_path, mode):
         assert "stopping: the CUDA tests failed" in log and "run.py chunk limit" not in log
 
 
-def test_device_check_falls_back_to_the_kernels_that_passed(tmp_path):
+@pytest.mark.parametrize("fallback_passes", [True, False])
+def test_device_check_falls_back_to_the_kernels_that_passed(tmp_path, fallback_passes):
     """Kernels that fail their tests (with or without chunks): the script builds the carried
-    fallback kernels in a copy of the tree, tests them, and the later stages measure those,
-    saying so; the tree itself is left as it is."""
+    fallback kernels in a copy of the tree and tests them; the later stages measure those,
+    saying so, or, when they fail too, nothing runs. The tree itself is left as it is."""
     fake = tmp_path / "python"
     fake.write_text(FAKE_PYTHON.format(mode="all_broken", python=sys.executable))
     fake.chmod(0o755)
     fallback = tmp_path / "fallback_csrc"
     (fallback / "csrc").mkdir(parents=True)
-    (fallback / "csrc" / "FALLBACK_OK").write_text("")
+    if fallback_passes:
+        (fallback / "csrc" / "FALLBACK_OK").write_text("")
     (fallback / "COMMIT").write_text("abc1234\n")
     tree = tmp_path / "tree"
     proc = run_bash("bash benchmarks/device_check.sh", tmp_path, timeout=180, PYTHON=str(fake), DEVICE="cuda",
@@ -165,9 +167,29 @@ def test_device_check_falls_back_to_the_kernels_that_passed(tmp_path):
     log = (tmp_path / "out" / "device_check.log").read_text()
     assert proc.returncode == 1, log[-2000:]  # the tree's own kernels failed: status 1
     assert "again with one block per map" in log and f"fake build in {tree}" in log
-    assert "FALLBACK KERNELS: every later stage measures the kernels of commit abc1234" in log
-    assert f"run.py chunk limit: default in {tree}" in log and "done (status 1)" in log
-    assert (tree / "benchmarks" / "run.py").is_file() and (tree / "csrc" / "FALLBACK_OK").is_file()
-    assert not (REPO / "csrc" / "FALLBACK_OK").exists()
+    assert "every later stage measures the kernels of commit abc1234" in log
+    assert (tree / "benchmarks" / "run.py").is_file() and not (REPO / "csrc" / "FALLBACK_OK").exists()
     names = tar_names(tmp_path / "out" / "device_check_results.tar.gz")
-    assert {"FALLBACK_KERNELS.txt", "pytest_cuda_fallback.log", "pytest_cuda.log"} <= set(names), names
+    assert {"FALLBACK_KERNELS.txt", "pytest_cuda_fallback.log", "pytest_cuda.log", "env.txt"} <= set(names), names
+    if fallback_passes:
+        assert f"run.py chunk limit: default in {tree}" in log and "done (status 1)" in log
+        assert "pytest (kernels of abc1234) exit code: 0" in log
+    else:  # nothing is measured
+        assert "pytest (kernels of abc1234) exit code: 1" in log and "stopping: the CUDA tests failed" in log
+        assert "run.py chunk limit" not in log
+
+
+def test_device_check_measures_its_own_kernels_when_told_to_go_on(tmp_path):
+    """STOP_ON_TEST_FAIL=0: the later stages run on this tree's kernels, no fallback."""
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON.format(mode="all_broken", python=sys.executable))
+    fake.chmod(0o755)
+    fallback = tmp_path / "fallback_csrc"
+    (fallback / "csrc").mkdir(parents=True)
+    (fallback / "csrc" / "FALLBACK_OK").write_text("")
+    proc = run_bash("bash benchmarks/device_check.sh", tmp_path, timeout=180, PYTHON=str(fake), DEVICE="cuda",
+                    SKIP_BUILD="1", STAGES="tests bench", WHEELS=str(tmp_path / "no_wheels"), STOP_ON_TEST_FAIL="0",
+                    POSEFAST_CUDA_CHUNK_VECS="", FALLBACK_CSRC=str(fallback), FALLBACK_TREE=str(tmp_path / "tree"))
+    log = (tmp_path / "out" / "device_check.log").read_text()
+    assert proc.returncode == 1, log[-2000:]
+    assert "FALLBACK" not in log and f"run.py chunk limit: default in {REPO}" in log
