@@ -139,8 +139,13 @@ if want tests; then
   tests=(tests/test_ops_cuda.py tests/test_ops_render.py tests/test_ops_pck.py tests/test_ops_soft_argmax.py
          tests/test_ops_pose_loss.py tests/test_ops_extension.py tests/test_ops_validation.py
          tests/test_data_loader.py tests/test_train.py)
-  timeout "$(stage_limit 180)" "$PY" -m pytest -q -m cuda "${tests[@]}" "${per_test[@]}" -p no:cacheprovider \
-    --junitxml="$WORK/pytest_cuda.xml" > "$WORK/pytest_cuda.log" 2>&1
+  cuda_tests() {  # cuda_tests MAX_SECONDS LOG [PYTEST ARGS...]: the CUDA tests above, output in $WORK/LOG
+    local limit=$1 log=$2
+    shift 2
+    timeout "$(stage_limit "$limit")" "$PY" -m pytest -q -m cuda "${tests[@]}" "${per_test[@]}" -p no:cacheprovider \
+      "$@" > "$WORK/$log" 2>&1
+  }
+  cuda_tests 180 pytest_cuda.log --junitxml="$WORK/pytest_cuda.xml"
   rc=$?
   tail -25 "$WORK/pytest_cuda.log"
   echo "pytest exit code: $rc"
@@ -148,8 +153,7 @@ if want tests; then
     # the split of large maps into chunks had never run on a GPU when this was written: if the
     # tests pass without it, go on without it (and say so) rather than stop
     stage "the CUDA op tests again with one block per map (POSEFAST_CUDA_CHUNK_VECS=0)"
-    POSEFAST_CUDA_CHUNK_VECS=0 timeout "$(stage_limit 120)" "$PY" -m pytest -q -m cuda "${tests[@]}" \
-      "${per_test[@]}" -p no:cacheprovider > "$WORK/pytest_cuda_one_block.log" 2>&1
+    POSEFAST_CUDA_CHUNK_VECS=0 cuda_tests 120 pytest_cuda_one_block.log
     rc_one=$?
     tail -5 "$WORK/pytest_cuda_one_block.log"
     echo "pytest (one block per map) exit code: $rc_one"
@@ -192,7 +196,7 @@ if want tests; then
       # env.txt and FALLBACK_KERNELS.txt say (STOP_ON_TEST_FAIL=0 measures this tree instead)
       fb_commit=$(cat "$FALLBACK_CSRC/COMMIT" 2>/dev/null || echo unknown)
       stage "the CUDA tests failed: the kernels of commit $fb_commit ($FALLBACK_CSRC), built in $FALLBACK_TREE"
-      notice="FALLBACK KERNELS: this tree's kernels failed their CUDA tests; every later stage measures the kernels of commit $fb_commit (tested below; the tiny-chunk pass is not rerun: 8989eb8 failed it by rounding)"
+      notice="FALLBACK KERNELS: this tree's kernels failed their CUDA tests; every later stage measures the kernels of commit $fb_commit (tested below; the tiny-chunk pass is not rerun)"
       echo "$notice" | tee "$WORK/FALLBACK_KERNELS.txt"
       echo "$notice" >> "$WORK/env.txt"
       rm -rf "$FALLBACK_TREE" && mkdir -p "$FALLBACK_TREE"
@@ -206,12 +210,10 @@ if want tests; then
       OUT="$WORK/fallback" BUILD_TIMEOUT="$(stage_limit 300)" PYTHON="$PY" DEVICE="$DEVICE" \
         bash benchmarks/device_build.sh || { stop_warmup_now; exit 1; }
       stage "the CUDA op tests with the kernels of commit $fb_commit"
-      timeout "$(stage_limit 150)" "$PY" -m pytest -q -m cuda "${tests[@]}" "${per_test[@]}" -p no:cacheprovider \
-        > "$WORK/pytest_cuda_fallback.log" 2>&1
+      cuda_tests 150 pytest_cuda_fallback.log
       rc=$?
       tail -5 "$WORK/pytest_cuda_fallback.log"
       echo "pytest (kernels of $fb_commit) exit code: $rc" | tee -a "$WORK/FALLBACK_KERNELS.txt"
-      [ $rc -eq 0 ] && echo "FALLBACK KERNELS: every later stage measures the kernels of commit $fb_commit, not this tree's"
     fi
   fi
   if [ $rc -ne 0 ]; then

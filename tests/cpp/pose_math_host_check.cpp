@@ -114,8 +114,6 @@ static void check_huge_finite_logits() {
          flat.logsumexp());
 }
 
-// Chunk states of one map merged by merge_states, against one state over the whole map in
-// double; in float, the grouped merge of many chunks must stay near the double result.
 // exp_by_exp2, and the per-pixel losses and gradients the GPU kernels build on it, in float
 // against double: z over [-100, 100] and the special values.
 static void check_pixel_functions() {
@@ -148,6 +146,8 @@ static void check_pixel_functions() {
          soft_argmax_grad(-INFINITY, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f), 0);
 }
 
+// Chunk states of one map merged by merge_states, against one state over the whole map in
+// double; in float, the grouped merge of many chunks must stay near the double result.
 template <typename T>
 static void check_merge(uint64_t seed, int chunks, int per_chunk, double special_rate, double rel) {
   std::mt19937_64 rng(seed);
