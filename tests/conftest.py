@@ -25,6 +25,11 @@ def coco_dir():
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU (skipped when none is visible)")
     config.addinivalue_line("markers", "slow: longer end-to-end runs")
+    emu_dir = os.environ.get("POSEFAST_CUDA_EMU")
+    if emu_dir:  # the CPU op tests then test the CUDA kernels, emulated (tests/cuda_emu)
+        from cuda_emu.build import route_cpu_ops_to_emulation
+
+        route_cpu_ops_to_emulation(emu_dir)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,136 @@
+"""The CUDA kernels (csrc/cuda/*.cu) run on the CPU under tests/cuda_emu, without a GPU.
+
+tests/cuda_emu/build.py compiles the .cu sources with the host compiler against an emulated
+CUDA execution model (cooperative fibers per thread, warp collectives, shared memory, launch
+limits, guard bytes; see cuda_emu.h). These tests check the emulation itself, then run the
+CPU op test files with every torch.ops.posefast op routed to the emulated CUDA kernels
+(POSEFAST_CUDA_EMU), so each reference comparison, special-value and gradcheck test there
+also tests the CUDA code: its indexing, chunking, vector paths, reductions and the device-only
+branches of pose_math.h. What only a GPU shows (timing, races, the hardware's own rounding
+beyond the modelled bounds) still needs test_ops_cuda.py on a GPU.
+"""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import posefast.ops  # noqa: F401  (loads torch.ops.posefast, the CPU kernels compared with)
+from cuda_emu.build import LAUNCH, translate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OP_TEST_FILES = ["test_ops_render.py", "test_ops_soft_argmax.py", "test_ops_pck.py", "test_ops_pose_loss.py",
+                 "test_ops_validation.py", "test_ops_extension.py"]
+needs_compiler = pytest.mark.skipif(shutil.which(os.environ.get("CXX", "c++")) is None and shutil.which("g++") is None,
+                                    reason="no C++ compiler")
+
+
+@pytest.fixture(scope="session")
+def emu_dir(tmp_path_factory):
+    """The emulated kernels, built once per test session (about a minute on 2 cores)."""
+    from cuda_emu.build import load_emulated_ops
+
+    path = os.environ.get("POSEFAST_CUDA_EMU") or str(tmp_path_factory.mktemp("cuda_emu"))
+    load_emulated_ops(path)
+    return path
+
+
+def test_translate_rewrites_launches_and_shared_memory():
+    src = ("__global__ void k(float* o) {\n  __shared__ float part[8];\n  extern __shared__ __align__(16) "
+           "unsigned char smem[];\n}\nvoid f(float* o, cudaStream_t) {\n  k<float, 4><<<grid, 256, 64, stream>>>(o);\n}\n")
+    with pytest.raises(ValueError, match=r"x\.cu:5: cuda_emu cannot translate 'cudaStream'"):
+        translate(src, "x.cu")
+    out = translate(src.replace("cudaStream_t", "int"), "x.cu")
+    assert 'Launch(grid, 256, 64, stream).run("k<float, 4>", k<float, 4>, o);' in out
+    assert "static float part[8]; ::cuda_emu::poison_static_shared(&part, sizeof(part));" in out
+    assert "unsigned char* smem = ::cuda_emu::dynamic_smem();" in out
+    assert out.count("\n") == src.count("\n") + 2  # the include and #line: messages keep their line numbers
+    assert LAUNCH.search("a<<<1, 2>>>(x)")[1] == "a"
+
+
+@needs_compiler
+def test_emulated_collectives_give_cudas_results(emu_dir):
+    out = torch.ops.posefast_emu.selftest("collectives", 3)
+    # per block of 128: sum of 0..127 by shuffles + shared memory; 16 odd lanes in a ballot of
+    # warp 0; 0 + ... + 31 in every lane after a butterfly of __shfl_xor_sync
+    assert out.tolist() == [8128.0] * 3 + [16.0] * 3 + [496.0] * 3
+
+
+@needs_compiler
+@pytest.mark.parametrize("case, message", [
+    ("early_exit_sync", r"deadlock: 127 threads wait at __syncthreads .* 1 have exited"),
+    ("half_warp_shuffle", r"deadlock: 0 threads wait at __syncthreads and 64 at a warp collective"),
+    ("partial_mask", r"exception in thread \d+: .*mask 0xffff in a warp of 32 lanes"),
+    ("overrun", r"overrun_kernel wrote past the end of a tensor of 12 bytes"),
+    ("smem_overrun", r"wrote past its dynamic shared memory"),
+    ("smem_too_large", r"50176 bytes of dynamic shared memory"),
+    ("block_too_large", r"block of 2048 threads"),
+])
+def test_emulation_refuses_what_a_gpu_would_not_run(emu_dir, case, message):
+    with pytest.raises(RuntimeError, match=message):
+        torch.ops.posefast_emu.selftest(case, 1)
+
+
+@needs_compiler
+def test_unwritten_shared_memory_reads_as_nan(emu_dir):
+    assert torch.isnan(torch.ops.posefast_emu.selftest("unwritten_shared", 1)[0])
+
+
+@needs_compiler
+def test_launches_are_logged_with_their_shape(emu_dir):
+    """The forward of a 256x192 float32 map takes 6 chunks of 2,048 16-byte vectors and a
+    merge; a 64x48 map one block: the chunked and the one-block paths both run here."""
+    log = torch.ops.posefast_emu.launch_log
+    log(True)
+    torch.ops.posefast_emu.soft_argmax_forward(torch.randn(2, 3, 256, 192), 1.0)
+    assert log(True) == [6, 6, 1, 256, 1, 1, 0, 1, 1, 1, 128, 1, 1, 0]
+    torch.ops.posefast_emu.soft_argmax_forward(torch.randn(2, 3, 64, 48), 1.0)
+    assert log(True) == [6, 1, 1, 256, 1, 1, 0]
+
+
+@needs_compiler
+@pytest.mark.parametrize("shape", [(64, 17, 64, 48), (3, 17, 13, 9), (2, 17, 256, 192)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_emulated_soft_argmax_matches_cpu_within_the_gpu_tests_tolerance(emu_dir, shape, dtype):
+    """test_ops_cuda.py's comparison of the two implementations, with the emulated kernels."""
+    h = (torch.randn(shape, generator=torch.Generator().manual_seed(1)) * 3).to(dtype)
+    coords, lse = torch.ops.posefast_emu.soft_argmax_forward(h, 1.3)
+    coords_cpu, lse_cpu = torch.ops.posefast.soft_argmax_forward(h, 1.3)
+    torch.testing.assert_close(coords, coords_cpu, atol=2e-4 * max(1, shape[2] / 64), rtol=1e-5)
+    g = torch.randn(coords.shape, generator=torch.Generator().manual_seed(2)).to(coords.dtype)
+    grad = torch.ops.posefast_emu.soft_argmax_backward(g, h, coords, lse, 1.3)
+    grad_cpu = torch.ops.posefast.soft_argmax_backward(g, h, coords_cpu, lse_cpu, 1.3)
+    scale = max(1.0, grad_cpu.abs().max().item())
+    tol = {torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float64: 1e-10}[dtype]
+    torch.testing.assert_close(grad.double(), grad_cpu.double(), atol=tol * scale, rtol=0)
+
+
+def test_ops_run_the_emulated_kernels_when_routed():
+    """Run by test_op_tests_pass_on_the_emulated_kernels inside its routed session."""
+    if not os.environ.get("POSEFAST_CUDA_EMU"):
+        pytest.skip("only meaningful with POSEFAST_CUDA_EMU (the routed op-test run sets it)")
+    from posefast.ops import render_heatmaps
+
+    torch.ops.posefast_emu.launch_log(True)
+    render_heatmaps(torch.rand(2, 3, 2) * 8, torch.ones(2, 3), (8, 8), 2.0)
+    assert torch.ops.posefast_emu.launch_log(True) == [6, 1, 1, 256, 1, 1, 64]
+
+
+@needs_compiler
+def test_op_tests_pass_on_the_emulated_kernels(emu_dir):
+    """Every CPU case of the op test files, with the ops routed to the emulated CUDA kernels."""
+    if os.environ.get("POSEFAST_CUDA_EMU"):
+        pytest.skip("already inside the routed run")
+    files = [os.path.join(ROOT, "tests", f) for f in OP_TEST_FILES]
+    probe = os.path.join(ROOT, "tests", "test_cuda_emulated.py") + "::test_ops_run_the_emulated_kernels_when_routed"
+    env = dict(os.environ, POSEFAST_CUDA_EMU=emu_dir)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rfEs", "-p", "no:cacheprovider", "-k", "not cuda",
+                           probe, *files], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+    assert " passed" in summary and "failed" not in summary, summary
+    skipped = [line for line in done.stdout.splitlines() if line.startswith("SKIPPED")]
+    assert not any("test_cuda_emulated" in line for line in skipped), skipped  # the routing probe ran
+    assert int(summary.split(" passed")[0].split()[-1]) > 200, summary
