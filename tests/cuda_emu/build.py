@@ -18,7 +18,8 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-CSRC = os.path.join(ROOT, "csrc")
+# the sources to emulate: this tree's csrc/, or another's (say an older commit's) when set
+CSRC = os.environ.get("POSEFAST_CUDA_EMU_CSRC") or os.path.join(ROOT, "csrc")
 SELFTEST = os.path.join(HERE, "selftest_kernels.cu")
 
 # kernel<<<grid, block[, smem[, stream]]>>>(args) -> cuda_emu::Launch(grid, ...).run("kernel", kernel, args)
