@@ -25,18 +25,23 @@ SELFTEST = os.path.join(HERE, "selftest_kernels.cu")
 # kernel<<<grid, block[, smem[, stream]]>>>(args) -> cuda_emu::Launch(grid, ...).run("kernel", kernel, args)
 LAUNCH = re.compile(r"([A-Za-z_][\w:]*(?:<[^<>;()]*>)?)<<<(.*?)>>>\(")
 EXTERN_SHARED = re.compile(r"extern __shared__ (?:__align__\(\d+\) )?unsigned char (\w+)\[\];")
-STATIC_SHARED = re.compile(r"__shared__ ([^;]+?)\s+(\w+)((?:\[[^\]]*\])?);")
+# one variable per declaration, on one line (anything else is left for UNHANDLED to refuse)
+STATIC_SHARED = re.compile(r"__shared__ ([^;,\n]+?)\s+(\w+)((?:\[[^\]\n]*\])?);")
 # CUDA spellings that must all have been rewritten; any left means translate() needs a rule
 # the PTX approximations cuda_emu.h models: asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(v));
 ASM_APPROX = re.compile(r'asm\("(ex2|rcp)\.approx\.ftz\.f32 %0, %1;" : "=f"\((\w+)\) : "f"\((\w+)\)\);')
-UNHANDLED = ["<<<", "__shared__", "c10::cuda", "cuda_runtime", "cudaStream", "__ldg", "asm(",
-             "TORCH_LIBRARY_IMPL(posefast, CUDA"]
+UNHANDLED = ["<<<", "__shared__", "c10::cuda", "cuda_runtime", "cudaStream", "__ldg", "__CUDA_ARCH__",
+             "TORCH_LIBRARY_IMPL(posefast, CUDA", "at::zeros_like", "at::empty_strided", "new_empty", "new_zeros",
+             "torch::empty", "torch::zeros"]
+INLINE_ASM = re.compile(r"\b(asm|__asm__|__asm)\b")
 
 
 def _rewrite_common(text: str) -> str:
     """What every posefast source gets: device-only branches compiled, the PTX approximations
     modelled, the launchers' allocations guarded."""
-    text = text.replace("__CUDA_ARCH__", "CUDA_EMU_DEVICE_CODE")
+    # only the tests for device code are rewritten: #if __CUDA_ARCH__ >= 800 would need a value
+    text = re.sub(r"defined\(__CUDA_ARCH__\)", "defined(CUDA_EMU_DEVICE_CODE)", text)
+    text = re.sub(r"#(ifn?def)\s+__CUDA_ARCH__\b", r"#\1 CUDA_EMU_DEVICE_CODE", text)
     text = ASM_APPROX.sub(r"\2 = ::cuda_emu::\1_approx_ftz(\3);", text)
     text = re.sub(r"\bat::empty_like\(", "::cuda_emu::guarded_empty_like(", text)
     text = re.sub(r"\bat::empty\(", "::cuda_emu::guarded_empty(", text)
@@ -56,9 +61,9 @@ def translate(text: str, name: str) -> str:
     text = _rewrite_common(text)
     for i, line in enumerate(text.splitlines(), 1):
         code = line.split("//")[0]
-        for token in UNHANDLED:
-            if token in code:
-                raise ValueError(f"{name}:{i}: cuda_emu cannot translate {token!r}: {line.strip()}")
+        found = [token for token in UNHANDLED if token in code] + INLINE_ASM.findall(code)
+        if found:
+            raise ValueError(f"{name}:{i}: cuda_emu cannot translate {found[0]!r}: {line.strip()}")
     return f'#include "cuda_emu.h"\n#line 1 "{name}"\n{text}'
 
 

@@ -10,21 +10,29 @@
 // What it checks, by throwing std::runtime_error from the launch (so the op call fails):
 //   - a barrier that can never complete: __syncthreads with exited threads, a warp
 //     collective with missing lanes, or a mask that is not the full warp;
+//   - lanes of one warp in different collectives at once (a ballot against a shuffle);
 //   - launch limits: block size > 1024, gridDim.y/z > 65535, dynamic shared memory over
 //     the 48 KiB a kernel gets without opting in;
 //   - writes past the end of a tensor the launcher allocated (guarded_empty) or of the
 //     dynamic shared memory (both end in guard bytes checked after every block/launch).
-// Shared memory and launcher-allocated tensors start filled with 0xFF bytes (NaN for
-// floating types), so a read of something never written shows up in the results.
+// Shared memory, launcher-allocated tensors and the shuffle slots of lanes a partial warp
+// lacks start as 0xFF bytes (NaN for floating types), so a read of something never written
+// shows up in the results. Each block runs under one of three thread schedules (Order), so a
+// missing barrier between the writer and the reader of shared memory shows up too. A fiber
+// that overflows its stack hits a guard page.
 // Device-only code (#if defined(__CUDA_ARCH__) in posefast's sources) is compiled, with the
 // GPU intrinsics it uses modelled below: ex2.approx.ftz / rcp.approx.ftz give the exact
 // result moved by up to their documented error (2 and 1 ulp, in a direction that depends
 // on the input) with subnormals flushed to zero; the other math functions are the host's.
-// It does not model: nvcc's contraction of a * b + c into fused multiply-adds, memory
-// races between threads, or timing.
+// Host code in the .cu files (the launchers) sees the device branches too. It does not
+// model: nvcc's contraction of a * b + c into fused multiply-adds, __launch_bounds__ (the
+// launch's block size is not checked against it), races the three schedules do not order
+// differently, or timing.
 #pragma once
 
+#include <sys/mman.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #include <ATen/ATen.h>
 
@@ -34,6 +42,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -136,11 +145,17 @@ struct Fiber {
   char* stack = nullptr;
 };
 
-// Fiber stacks, allocated once and reused by every block (untouched pages stay unmapped).
+// Fiber stacks, mapped once and reused by every block (untouched pages stay unbacked), each
+// above an inaccessible page: a stack overflow faults instead of corrupting its neighbour.
 inline char* fiber_stack(unsigned t) {
-  static std::vector<std::unique_ptr<char[]>> pool;
-  while (pool.size() <= t) pool.emplace_back(new char[kStackBytes]);
-  return pool[t].get();
+  static std::vector<char*> pool;
+  while (pool.size() <= t) {
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    void* p = mmap(nullptr, kStackBytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED || mprotect(p, page, PROT_NONE) != 0) throw std::runtime_error("cuda_emu: no fiber stack");
+    pool.push_back(static_cast<char*>(p) + page);
+  }
+  return pool[t];
 }
 
 // One block in flight.
@@ -151,6 +166,7 @@ struct Block {
   Barrier block_barrier;
   std::vector<Barrier> warp_barriers;
   std::vector<uint64_t> exchange;  // [warp][2][32] slots for shuffles and ballots
+  std::vector<const char*> exchange_kind;  // the collective each slot's lane is in
   std::vector<unsigned char> dynamic_smem;
   size_t dynamic_bytes = 0;
   std::set<const void*> poisoned;  // static __shared__ variables filled in this block
@@ -214,17 +230,25 @@ inline void check_full_mask(unsigned mask, const char* what) {
   }
 }
 
-// Every lane publishes `bits`, waits for its warp, and gets the warp's exchange row.
-inline const uint64_t* warp_exchange(uint64_t bits) {
+// Every lane publishes `bits`, waits for its warp, and gets the warp's exchange row. All
+// lanes must be in the same collective (`kind`: its name); lanes missing from a partial
+// warp read as 0xFF bytes.
+inline const uint64_t* warp_exchange(const char* kind, uint64_t bits) {
   Block& b = *current_block();
   const unsigned t = b.current, warp = t / kWarp, lane = t % kWarp;
   Fiber& self = b.fibers[t];
-  uint64_t* row = &b.exchange[(warp * 2 + self.phase) * kWarp];
+  const size_t row = (warp * 2 + self.phase) * kWarp;
   self.phase ^= 1;  // the next collective writes the other half: a lane still reading this
                     // one holds back the barrier the half after that needs
-  row[lane] = bits;
+  b.exchange[row + lane] = bits;
+  b.exchange_kind[row + lane] = kind;
   arrive_and_wait(b.warp_barriers[warp]);
-  return row;
+  for (unsigned l = 0; l < lanes_in_warp(b, warp); ++l) {
+    if (std::strcmp(b.exchange_kind[row + l], kind) != 0)
+      fail(std::string("lane ") + std::to_string(lane) + " of warp " + std::to_string(warp) + " is in " + kind +
+           " while lane " + std::to_string(l) + " is in " + b.exchange_kind[row + l]);
+  }
+  return &b.exchange[row];
 }
 
 template <typename T>
@@ -265,23 +289,30 @@ inline void launch_check() {}
 
 // Tensors the launchers allocate: 0xFF-filled and followed by guard bytes, checked after
 // every launch.
-inline std::vector<std::pair<at::Tensor, size_t>>& guarded_tensors() {
-  static std::vector<std::pair<at::Tensor, size_t>> v;
+inline std::vector<std::pair<c10::Storage, size_t>>& guarded_tensors() {
+  static std::vector<std::pair<c10::Storage, size_t>> v;
   return v;
 }
 
 inline at::Tensor guarded_empty(at::IntArrayRef sizes, const at::TensorOptions& opts) {
   int64_t numel = 1;
-  for (const int64_t s : sizes) numel *= s;
-  const int64_t item = static_cast<int64_t>(c10::elementSize(c10::typeMetaToScalarType(opts.dtype())));
-  const int64_t pad = (static_cast<int64_t>(kGuardBytes) + item - 1) / item;
-  at::Tensor buf = at::empty({numel + pad}, opts);
-  std::memset(buf.data_ptr(), 0xFF, static_cast<size_t>((numel + pad) * item));
+  for (const int64_t v : sizes) numel *= v;
+  const size_t bytes = static_cast<size_t>(numel) * c10::elementSize(c10::typeMetaToScalarType(opts.dtype()));
+  const at::Tensor raw = at::empty({static_cast<int64_t>(bytes + kGuardBytes)}, opts.dtype(at::kByte));
+  std::memset(raw.data_ptr(), 0xFF, bytes + kGuardBytes);
+  std::vector<int64_t> strides(sizes.size());
+  int64_t stride = 1;
+  for (size_t d = sizes.size(); d-- > 0;) {
+    strides[d] = stride;
+    stride *= std::max<int64_t>(sizes[d], 1);
+  }
+  at::Tensor t = at::empty({0}, opts);
+  t.set_(raw.storage(), 0, sizes, strides);  // not a view: a tensor of its own on raw's storage
   auto& all = guarded_tensors();
   all.erase(std::remove_if(all.begin(), all.end(), [](const auto& g) { return g.first.use_count() == 1; }),
             all.end());
-  all.emplace_back(buf, static_cast<size_t>(numel * item));
-  return buf.narrow(0, 0, numel).view(sizes);
+  all.emplace_back(raw.storage(), bytes);
+  return t;
 }
 
 inline at::Tensor guarded_empty(at::IntArrayRef sizes, at::ScalarType dtype) {
@@ -299,7 +330,7 @@ inline at::Tensor guarded_zeros(at::IntArrayRef sizes, const at::TensorOptions& 
 
 inline void check_guards(const std::string& kernel) {
   for (const auto& [buf, bytes] : guarded_tensors()) {
-    const auto* p = static_cast<const unsigned char*>(buf.data_ptr()) + bytes;
+    const auto* p = static_cast<const unsigned char*>(buf.data()) + bytes;
     for (size_t i = 0; i < kGuardBytes; ++i) {
       if (p[i] != 0xFF) fail(kernel + " wrote past the end of a tensor of " + std::to_string(bytes) + " bytes");
     }
@@ -321,6 +352,8 @@ struct Launch {
 
   template <typename... P, typename... A>
   void run(const char* name, void (*kernel)(P...), A&&... args) {
+    static std::mutex one_at_a_time;  // the emulation's state is global
+    const std::lock_guard<std::mutex> lock(one_at_a_time);
     const unsigned threads = block.x * block.y * block.z;
     const std::string where = std::string(name);
     if (threads == 0 || threads > 1024) fail(where + ": block of " + std::to_string(threads) + " threads");
@@ -341,7 +374,8 @@ struct Launch {
     b.warp_barriers.resize(warps);
     for (unsigned w = 0; w < warps; ++w) b.warp_barriers[w].expected = lanes_in_warp(b, w);
     b.block_barrier.expected = threads;
-    b.exchange.assign(static_cast<size_t>(warps) * 2 * kWarp, 0);
+    b.exchange.resize(static_cast<size_t>(warps) * 2 * kWarp);
+    b.exchange_kind.resize(b.exchange.size());
     b.dynamic_bytes = smem;
 
     Block* outer = current_block();
@@ -365,6 +399,8 @@ struct Launch {
     blockIdx = block_idx;
     b.dynamic_smem.assign(b.dynamic_bytes + kGuardBytes, 0xFF);
     b.poisoned.clear();
+    std::fill(b.exchange.begin(), b.exchange.end(), ~uint64_t(0));
+    std::fill(b.exchange_kind.begin(), b.exchange_kind.end(), "");
     b.block_barrier.arrived = 0;
     for (Barrier& w : b.warp_barriers) w.arrived = 0;
     for (Fiber& f : b.fibers) {
@@ -376,11 +412,12 @@ struct Launch {
     const unsigned n = static_cast<unsigned>(b.fibers.size());
     const unsigned warps = (n + kWarp - 1) / kWarp;
     const Order order = next_order();
+    const std::string where = name + " block " + block_name(block_idx) + " (schedule " + order_name(order) + ")";
     auto resume = [&](unsigned t) {
       b.current = t;
       threadIdx = uint3{t, 0, 0};
       context_switch(b.scheduler, b.fibers[t].ctx);
-      if (!b.error.empty()) fail(name + " block " + block_name(block_idx) + ": " + b.error);
+      if (!b.error.empty()) fail(where + ": " + b.error);
     };
     for (;;) {
       bool ran = false, all_done = true;
@@ -392,10 +429,12 @@ struct Launch {
         }
       } else {  // the first warp (in this order) that can run runs until all its lanes wait
         for (unsigned i = 0; i < warps && !ran; ++i) {
-          const unsigned w = order == Order::WarpsAscending ? i : warps - 1 - i;
+          const bool up = order == Order::WarpsAscending;
+          const unsigned w = up ? i : warps - 1 - i, lanes = lanes_in_warp(b, w);
           for (bool again = true; again;) {
             again = false;
-            for (unsigned t = w * kWarp; t < std::min(n, (w + 1) * kWarp); ++t) {
+            for (unsigned l = 0; l < lanes; ++l) {
+              const unsigned t = w * kWarp + (up ? l : lanes - 1 - l);
               if (b.fibers[t].state != FiberState::Runnable) continue;
               ran = again = true;
               resume(t);
@@ -411,26 +450,39 @@ struct Launch {
       }
       if (all_done) break;
       if (!ran) {
-        fail(name + " block " + block_name(block_idx) + ": deadlock: " + std::to_string(waiting_block) +
+        fail(where + ": deadlock: " + std::to_string(waiting_block) +
              " threads wait at __syncthreads and " + std::to_string(waiting_warp) +
              " at a warp collective, while " + std::to_string(done) + " have exited");
       }
     }
     const unsigned char* guard = b.dynamic_smem.data() + b.dynamic_bytes;
     for (size_t i = 0; i < kGuardBytes; ++i)
-      if (guard[i] != 0xFF) fail(name + " block " + block_name(block_idx) + " wrote past its dynamic shared memory");
+      if (guard[i] != 0xFF) fail(where + " wrote past its dynamic shared memory");
   }
 
-  // Each block runs under one of three schedules, in turn over blocks and launches: every
-  // runnable thread in index order (warps in near lockstep), or one warp at a time, as far
-  // as it can go, lowest or highest warp first. All three are schedules a GPU may pick, so a
-  // correct kernel gives the same results under each; a missing __syncthreads between
-  // warps that write and read shared memory shows under at least one of them.
+  // Each block runs under one of three schedules, in turn over blocks and launches (or the
+  // one CUDA_EMU_SCHEDULE names: lockstep, ascending, descending): every runnable thread in
+  // index order (warps in near lockstep), or one warp at a time, as far as it can go, lowest
+  // warp and lane first or highest first. All are schedules a GPU may pick, so a correct
+  // kernel gives the same results under each; a missing __syncthreads between warps, or
+  // __syncwarp between lanes, that write and read shared memory shows under one of them.
   enum class Order { Lockstep, WarpsAscending, WarpsDescending };
 
+  static const char* order_name(Order o) {
+    return o == Order::Lockstep ? "lockstep" : o == Order::WarpsAscending ? "ascending" : "descending";
+  }
+
   static Order next_order() {
+    static const int pinned = [] {
+      const char* v = std::getenv("CUDA_EMU_SCHEDULE");
+      if (v == nullptr || *v == '\0') return -1;
+      for (int o = 0; o < 3; ++o)
+        if (std::strcmp(v, order_name(static_cast<Order>(o))) == 0) return o;
+      fail(std::string("CUDA_EMU_SCHEDULE must be lockstep, ascending or descending, got ") + v);
+      return -1;
+    }();
     static unsigned counter = 0;
-    return static_cast<Order>(counter++ % 3);
+    return static_cast<Order>(pinned >= 0 ? pinned : static_cast<int>(counter++ % 3));
   }
 
   static std::string block_name(uint3 i) {
@@ -445,14 +497,14 @@ inline void __syncthreads() { cuda_emu::arrive_and_wait(cuda_emu::current_block(
 
 inline void __syncwarp(unsigned mask = 0xffffffffu) {
   cuda_emu::check_full_mask(mask, "__syncwarp");
-  cuda_emu::warp_exchange(0);
+  cuda_emu::warp_exchange("__syncwarp", 0);
 }
 
 template <typename T>
 T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
   cuda_emu::check_full_mask(mask, "__shfl_down_sync");
   if (width != 32) cuda_emu::fail("__shfl_down_sync with width != 32 is not modelled");
-  const uint64_t* row = cuda_emu::warp_exchange(cuda_emu::to_bits(v));
+  const uint64_t* row = cuda_emu::warp_exchange("__shfl_down_sync", cuda_emu::to_bits(v));
   const unsigned lane = cuda_emu::current_block()->current % cuda_emu::kWarp;
   return lane + delta < cuda_emu::kWarp ? cuda_emu::from_bits<T>(row[lane + delta]) : v;
 }
@@ -461,14 +513,14 @@ template <typename T>
 T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
   cuda_emu::check_full_mask(mask, "__shfl_xor_sync");
   if (width != 32) cuda_emu::fail("__shfl_xor_sync with width != 32 is not modelled");
-  const uint64_t* row = cuda_emu::warp_exchange(cuda_emu::to_bits(v));
+  const uint64_t* row = cuda_emu::warp_exchange("__shfl_xor_sync", cuda_emu::to_bits(v));
   const unsigned lane = cuda_emu::current_block()->current % cuda_emu::kWarp;
   return cuda_emu::from_bits<T>(row[(lane ^ static_cast<unsigned>(lane_mask)) % cuda_emu::kWarp]);
 }
 
 inline unsigned __ballot_sync(unsigned mask, int predicate) {
   cuda_emu::check_full_mask(mask, "__ballot_sync");
-  const uint64_t* row = cuda_emu::warp_exchange(predicate != 0 ? 1 : 0);
+  const uint64_t* row = cuda_emu::warp_exchange("__ballot_sync", predicate != 0 ? 1 : 0);
   cuda_emu::Block& b = *cuda_emu::current_block();
   const unsigned lanes = cuda_emu::lanes_in_warp(b, b.current / cuda_emu::kWarp);
   unsigned out = 0;
@@ -501,7 +553,8 @@ inline float nudge_ulps(float v, float seed, int max_ulps) {
   if (!std::isfinite(v) || v == 0.0f) return v;
   uint32_t h = static_cast<uint32_t>(to_bits(seed)) * 2654435761u;
   const int k = static_cast<int>((h >> 16) % static_cast<uint32_t>(2 * max_ulps + 1)) - max_ulps;
-  for (int i = 0; i < (k < 0 ? -k : k); ++i) v = std::nextafter(v, k < 0 ? 0.0f : HUGE_VALF);
+  const float away = std::copysign(HUGE_VALF, v);  // k > 0: larger in magnitude
+  for (int i = 0; i < (k < 0 ? -k : k); ++i) v = std::nextafter(v, k < 0 ? 0.0f : away);
   return v;
 }
 

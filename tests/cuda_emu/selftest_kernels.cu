@@ -50,6 +50,22 @@ __global__ void partial_mask_kernel(float* out) {
   out[threadIdx.x] = __shfl_down_sync(0x0000ffffu, 1.0f, 1);
 }
 
+// Lanes 0-15 in a ballot while lanes 16-31 are in a shuffle: undefined on a GPU.
+__global__ void mixed_collectives_kernel(float* out) {
+  if ((threadIdx.x & 31) < 16) {
+    out[threadIdx.x] = static_cast<float>(__ballot_sync(0xffffffffu, 1));
+  } else {
+    out[threadIdx.x] = __shfl_down_sync(0xffffffffu, 1.0f, 1);
+  }
+}
+
+// Lane 0 writes what lane 31 reads, with no __syncwarp between: a race within the warp.
+__global__ void lane_race_kernel(float* out) {
+  __shared__ float slot;
+  if (threadIdx.x == 0) slot = 42.0f;
+  if (threadIdx.x == 31) out[0] = slot;
+}
+
 // One element past the end of out.
 __global__ void overrun_kernel(float* out, int n) {
   if (threadIdx.x == 0) out[n] = 0.0f;
@@ -82,6 +98,10 @@ at::Tensor selftest(c10::string_view name, int64_t blocks) {
     half_warp_shuffle_kernel<<<1, kBlock, 0, stream>>>(o);
   } else if (name == "partial_mask") {
     partial_mask_kernel<<<1, kBlock, 0, stream>>>(o);
+  } else if (name == "mixed_collectives") {
+    mixed_collectives_kernel<<<1, 32, 0, stream>>>(o);
+  } else if (name == "lane_race") {
+    lane_race_kernel<<<1, 32, 0, stream>>>(o);
   } else if (name == "overrun") {
     overrun_kernel<<<1, kBlock, 0, stream>>>(o, n);
   } else if (name == "smem_overrun") {
