@@ -142,14 +142,28 @@ def test_ops_run_the_emulated_kernels_when_routed():
     assert torch.ops.posefast_emu.launch_log(True) == [6, 1, 1, 256, 1, 1, 64]
 
 
+def host_has_fma() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and " fma " in f" {line.split(':', 1)[-1].strip()} " for line in f)
+    except OSError:
+        return False
+
+
 @needs_compiler
-def test_op_tests_pass_on_the_emulated_kernels(emu_dir):
-    """Every CPU case of the op test files, with the ops routed to the emulated CUDA kernels."""
+@pytest.mark.parametrize("contraction", ["separate", "fused"])
+def test_op_tests_pass_on_the_emulated_kernels(emu_dir, tmp_path, contraction):
+    """Every CPU case of the op test files, with the ops routed to the emulated CUDA kernels;
+    "fused" builds them with a * b + c contracted into multiply-adds, as nvcc does by default."""
     if os.environ.get("POSEFAST_CUDA_EMU"):
         pytest.skip("already inside the routed run")
-    files = [os.path.join(ROOT, "tests", f) for f in OP_TEST_FILES]
-    probe = os.path.join(ROOT, "tests", "test_cuda_emulated.py") + "::test_ops_run_the_emulated_kernels_when_routed"
     env = dict(os.environ, POSEFAST_CUDA_EMU=emu_dir)
+    files = [os.path.join(ROOT, "tests", f) for f in OP_TEST_FILES]
+    if contraction == "fused":
+        if not host_has_fma():
+            pytest.skip("this CPU has no fused multiply-add")
+        env.update(POSEFAST_CUDA_EMU=str(tmp_path / "emu_fma"), CUDA_EMU_CFLAGS="-O2 -mfma -ffp-contract=fast")
+    probe = os.path.join(ROOT, "tests", "test_cuda_emulated.py") + "::test_ops_run_the_emulated_kernels_when_routed"
     # "not cuda" drops the GPU cases (and would drop this module's probe, hence the "or")
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider",
                            "-k", "not cuda or when_routed", probe, *files],

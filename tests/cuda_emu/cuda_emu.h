@@ -24,10 +24,12 @@
 // GPU intrinsics it uses modelled below: ex2.approx.ftz / rcp.approx.ftz give the exact
 // result moved by up to their documented error (2 and 1 ulp, in a direction that depends
 // on the input) with subnormals flushed to zero; the other math functions are the host's.
-// Host code in the .cu files (the launchers) sees the device branches too. It does not
-// model: nvcc's contraction of a * b + c into fused multiply-adds, __launch_bounds__ (the
-// launch's block size is not checked against it), races the three schedules do not order
-// differently, or timing.
+// nvcc's default contraction of a * b + c into fused multiply-adds is modelled only when
+// built with CUDA_EMU_CFLAGS="-O2 -mfma -ffp-contract=fast" (build.py; a CPU with FMA), and
+// then by the host compiler's choice of which to fuse. Host code in the .cu files (the
+// launchers) sees the device branches too. Not modelled: __launch_bounds__ (the launch's
+// block size is not checked against it), races the three schedules do not order
+// differently, timing.
 #pragma once
 
 #include <sys/mman.h>
@@ -539,10 +541,11 @@ using std::sqrt;
 
 inline int __float_as_int(float v) { return cuda_emu::from_bits<int>(cuda_emu::to_bits(v)); }
 inline float __uint_as_float(unsigned v) { return cuda_emu::from_bits<float>(cuda_emu::to_bits(v)); }
-inline float __fadd_rn(float a, float b) { return a + b; }
-inline float __fmul_rn(float a, float b) { return a * b; }
-inline double __dadd_rn(double a, double b) { return a + b; }
-inline double __dmul_rn(double a, double b) { return a * b; }
+// Never fused into a multiply-add, as on a GPU, even when built with -ffp-contract=fast.
+__attribute__((noinline)) inline float __fadd_rn(float a, float b) { return a + b; }
+__attribute__((noinline)) inline float __fmul_rn(float a, float b) { return a * b; }
+__attribute__((noinline)) inline double __dadd_rn(double a, double b) { return a + b; }
+__attribute__((noinline)) inline double __dmul_rn(double a, double b) { return a * b; }
 
 namespace cuda_emu {
 
