@@ -27,9 +27,9 @@ LAUNCH = re.compile(r"([A-Za-z_][\w:]*(?:<[^<>;()]*>)?)<<<(.*?)>>>\(")
 EXTERN_SHARED = re.compile(r"extern __shared__ (?:__align__\(\d+\) )?unsigned char (\w+)\[\];")
 # one variable per declaration, on one line (anything else is left for UNHANDLED to refuse)
 STATIC_SHARED = re.compile(r"__shared__ ([^;,\n]+?)\s+(\w+)((?:\[[^\]\n]*\])?);")
-# CUDA spellings that must all have been rewritten; any left means translate() needs a rule
 # the PTX approximations cuda_emu.h models: asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(v));
 ASM_APPROX = re.compile(r'asm\("(ex2|rcp)\.approx\.ftz\.f32 %0, %1;" : "=f"\((\w+)\) : "f"\((\w+)\)\);')
+# CUDA spellings that must all have been rewritten; any left means translate() needs a rule
 UNHANDLED = ["<<<", "__shared__", "c10::cuda", "cuda_runtime", "cudaStream", "__ldg", "__CUDA_ARCH__",
              "TORCH_LIBRARY_IMPL(posefast, CUDA", "at::zeros_like", "at::empty_strided", "new_empty", "new_zeros",
              "torch::empty", "torch::zeros"]
