@@ -91,6 +91,8 @@ def test_overruns_are_caught_in_inference_mode_too(emu_dir):
 def test_a_race_between_lanes_shows_under_one_of_the_schedules(emu_dir):
     """Three launches in a row get the three schedules: lanes in ascending order read lane 0's
     write, the descending one reads shared memory nobody wrote yet."""
+    if os.environ.get("CUDA_EMU_SCHEDULE"):
+        pytest.skip("CUDA_EMU_SCHEDULE pins one schedule")
     reads = [torch.ops.posefast_emu.selftest("lane_race", 1)[0].item() for _ in range(3)]
     assert sum(r == 42.0 for r in reads) == 2 and sum(r != r for r in reads) == 1, reads
 
