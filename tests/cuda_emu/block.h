@@ -138,8 +138,8 @@ inline const uint64_t* warp_exchange(const char* kind, uint64_t bits) {
   b.exchange[row + lane] = bits;
   b.exchange_kind[row + lane] = kind;
   arrive_and_wait(b.warp_barriers[warp]);
-  for (unsigned l = 0; l < lanes_in_warp(b, warp); ++l) {
-    if (std::strcmp(b.exchange_kind[row + l], kind) != 0)
+  for (unsigned l = 0, lanes = lanes_in_warp(b, warp); l < lanes; ++l) {
+    if (b.exchange_kind[row + l] != kind && std::strcmp(b.exchange_kind[row + l], kind) != 0)
       fail(std::string("lane ") + std::to_string(lane) + " of warp " + std::to_string(warp) + " is in " + kind +
            " while lane " + std::to_string(l) + " is in " + b.exchange_kind[row + l]);
   }
@@ -159,6 +159,11 @@ T from_bits(uint64_t bits) {
   T v;
   std::memcpy(&v, &bits, sizeof(T));
   return v;
+}
+
+// Whether the kGuardBytes after `end` still hold the 0xFF they were filled with.
+inline bool guard_intact(const unsigned char* end) {
+  return std::all_of(end, end + kGuardBytes, [](unsigned char c) { return c == 0xFF; });
 }
 
 // The dynamic shared memory of the running block (extern __shared__ arrays).
@@ -260,9 +265,7 @@ inline void run_block(Block& b, const std::string& name, uint3 block_idx) {
            " at a warp collective, while " + std::to_string(done) + " have exited");
     }
   }
-  const unsigned char* guard = b.dynamic_smem.data() + b.dynamic_bytes;
-  for (size_t i = 0; i < kGuardBytes; ++i)
-    if (guard[i] != 0xFF) fail(where + " wrote past its dynamic shared memory");
+  if (!guard_intact(b.dynamic_smem.data() + b.dynamic_bytes)) fail(where + " wrote past its dynamic shared memory");
 }
 
 }  // namespace cuda_emu

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <string>
 
 #include "block.h"
 
@@ -15,22 +16,29 @@ inline void __syncwarp(unsigned mask = 0xffffffffu) {
   cuda_emu::warp_exchange("__syncwarp", 0);
 }
 
+namespace cuda_emu {
+
+// A full-warp shuffle named `what`: v published, the value of lane source(this lane) returned.
+template <typename T, typename Source>
+T shuffle(const char* what, unsigned mask, T v, int width, Source source) {
+  check_full_mask(mask, what);
+  if (width != 32) fail(std::string(what) + " with width != 32 is not modelled");
+  const uint64_t* row = warp_exchange(what, to_bits(v));
+  const unsigned from = source(current_block()->current % kWarp);
+  return from < kWarp ? from_bits<T>(row[from]) : v;
+}
+
+}  // namespace cuda_emu
+
 template <typename T>
 T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
-  cuda_emu::check_full_mask(mask, "__shfl_down_sync");
-  if (width != 32) cuda_emu::fail("__shfl_down_sync with width != 32 is not modelled");
-  const uint64_t* row = cuda_emu::warp_exchange("__shfl_down_sync", cuda_emu::to_bits(v));
-  const unsigned lane = cuda_emu::current_block()->current % cuda_emu::kWarp;
-  return lane + delta < cuda_emu::kWarp ? cuda_emu::from_bits<T>(row[lane + delta]) : v;
+  return cuda_emu::shuffle("__shfl_down_sync", mask, v, width, [&](unsigned lane) { return lane + delta; });
 }
 
 template <typename T>
 T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
-  cuda_emu::check_full_mask(mask, "__shfl_xor_sync");
-  if (width != 32) cuda_emu::fail("__shfl_xor_sync with width != 32 is not modelled");
-  const uint64_t* row = cuda_emu::warp_exchange("__shfl_xor_sync", cuda_emu::to_bits(v));
-  const unsigned lane = cuda_emu::current_block()->current % cuda_emu::kWarp;
-  return cuda_emu::from_bits<T>(row[(lane ^ static_cast<unsigned>(lane_mask)) % cuda_emu::kWarp]);
+  return cuda_emu::shuffle("__shfl_xor_sync", mask, v, width,
+                           [&](unsigned lane) { return (lane ^ static_cast<unsigned>(lane_mask)) % cuda_emu::kWarp; });
 }
 
 inline unsigned __ballot_sync(unsigned mask, int predicate) {

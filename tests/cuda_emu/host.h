@@ -38,14 +38,8 @@ inline at::Tensor guarded_empty(at::IntArrayRef sizes, const at::TensorOptions& 
   const size_t bytes = static_cast<size_t>(numel) * c10::elementSize(c10::typeMetaToScalarType(opts.dtype()));
   const at::Tensor raw = at::empty({static_cast<int64_t>(bytes + kGuardBytes)}, opts.dtype(at::kByte));
   std::memset(raw.data_ptr(), 0xFF, bytes + kGuardBytes);
-  std::vector<int64_t> strides(sizes.size());
-  int64_t stride = 1;
-  for (size_t d = sizes.size(); d-- > 0;) {
-    strides[d] = stride;
-    stride *= std::max<int64_t>(sizes[d], 1);
-  }
   at::Tensor t = at::empty({0}, opts);
-  t.set_(raw.storage(), 0, sizes, strides);  // not a view: a tensor of its own on raw's storage
+  t.set_(raw.storage(), 0, sizes);  // contiguous, and not a view: a tensor of its own on raw's storage
   auto& all = guarded_tensors();
   all.erase(std::remove_if(all.begin(), all.end(), [](const auto& g) { return g.first.use_count() == 1; }),
             all.end());
@@ -68,10 +62,8 @@ inline at::Tensor guarded_zeros(at::IntArrayRef sizes, const at::TensorOptions& 
 
 inline void check_guards(const std::string& kernel) {
   for (const auto& [buf, bytes] : guarded_tensors()) {
-    const auto* p = static_cast<const unsigned char*>(buf.data()) + bytes;
-    for (size_t i = 0; i < kGuardBytes; ++i) {
-      if (p[i] != 0xFF) fail(kernel + " wrote past the end of a tensor of " + std::to_string(bytes) + " bytes");
-    }
+    if (!guard_intact(static_cast<const unsigned char*>(buf.data()) + bytes))
+      fail(kernel + " wrote past the end of a tensor of " + std::to_string(bytes) + " bytes");
   }
 }
 
