@@ -112,6 +112,13 @@ def test_launches_are_logged_with_their_shape(emu_dir):
     assert log(True) == [6, 6, 1, 256, 1, 1, 0, 1, 1, 1, 128, 1, 1, 0]
     torch.ops.posefast_emu.soft_argmax_forward(torch.randn(2, 3, 64, 48), 1.0)
     assert log(True) == [6, 1, 1, 256, 1, 1, 0]
+    # pck_counts: up to 8,192 instances one 1,024-thread block per joint stores its counts (the
+    # only launch of the op); beyond, 256-instance blocks add theirs atomically
+    for n, shape in ((4096, [1, 17, 1, 1024, 1, 1, 20 * 8]), (9000, [36, 17, 1, 256, 1, 1, 20 * 8])):
+        gt = torch.rand(n, 17, 2) * 100
+        torch.ops.posefast_emu.pck_counts(gt + 1, gt, torch.rand(n, 17) > 0.2, torch.ones(n) * 30,
+                                          torch.linspace(0, 0.5, 20))
+        assert log(True) == shape
 
 
 @needs_compiler

@@ -124,3 +124,24 @@ def test_unsorted_repeated_and_non_finite_thresholds(device):
     ref_hits, ref_valid = kernels_py.pck_counts(*args)
     assert torch.equal(hits.cpu(), ref_hits.cpu()) and torch.equal(valid.cpu(), ref_valid.cpu())
     assert hits[2].sum() == 0 and hits[9].sum() == 0 and torch.equal(hits[5], valid.to(hits.device))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("vis_dtype", [torch.bool, torch.uint8, torch.int8, torch.int32, torch.int64, torch.float16,
+                                       torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [300, 9000])  # one block per joint on CUDA, and blocks that share a joint
+def test_visible_in_any_mask_dtype(device, vis_dtype, n):
+    """COCO's 0/1/2 flags, masks and weights all count where visible > 0 (the CUDA kernel reads
+    bool, uint8, int64 and float32 as they are and converts the rest)."""
+    pred, gt, _, norm = random_instances(n, 17, seed=n)
+    flags = torch.randint(-1, 3, (n, 17), generator=torch.Generator().manual_seed(n))
+    if vis_dtype == torch.bool:
+        flags = flags.clamp(min=0, max=1)
+    elif not vis_dtype.is_signed:
+        flags = flags.clamp(min=0)
+    thr = torch.linspace(0, 0.5, 7)
+    args = [x.to(device) for x in (pred, gt, flags.to(vis_dtype), norm, thr)]
+    hits, valid = pck_counts(*args)
+    ref_hits, ref_valid = kernels_py.pck_counts(pred, gt, (flags > 0).float(), norm, thr)
+    assert torch.equal(hits.cpu(), ref_hits) and torch.equal(valid.cpu(), ref_valid)
+    assert 0 < valid.min() and valid.max() < n  # some joints of each kind: hidden, visible

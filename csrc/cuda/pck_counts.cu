@@ -1,6 +1,9 @@
-// CUDA PCK counting. Grid (instance blocks, joints): each thread tests one instance of
-// one joint against every threshold; warp ballots count the hits, shared-memory totals
-// per block are added to the int64 outputs with one atomic per threshold.
+// CUDA PCK counting. Grid (instance blocks, joints): each thread tests instances of one
+// joint against every threshold; warp ballots count the hits into shared-memory totals.
+// Up to kPckDirectN instances, one 1,024-thread block per joint counts them all and stores
+// its totals: the whole op is one launch (no zero-fill of the outputs, and `visible` read in
+// its own dtype instead of converted first). Beyond that, one 256-thread block per 256
+// instances adds its totals to zeroed outputs with one atomic per threshold.
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
@@ -13,18 +16,23 @@
 namespace posefast {
 namespace {
 
-constexpr int kPckBlock = 256;
+constexpr int kPckBlock = 256;         // threads per block when blocks share a joint
+constexpr int kPckDirectBlock = 1024;  // threads per block when one block owns a joint
+constexpr int64_t kPckDirectN = 8192;  // most instances one block counts (8 per thread)
 
-template <typename T>
-__global__ void __launch_bounds__(kPckBlock)
-    pck_kernel(const T* __restrict__ pred, const T* __restrict__ gt, const T* __restrict__ vis,
+// `direct`: this block is the only one of its joint (gridDim.x == 1) and stores the totals;
+// otherwise it adds them atomically. The instance loop runs the same trip count on every
+// thread of the block, so each ballot sees full warps.
+template <typename T, typename V>
+__global__ void __launch_bounds__(kPckDirectBlock)
+    pck_kernel(const T* __restrict__ pred, const T* __restrict__ gt, const V* __restrict__ vis,
                const T* __restrict__ norm, const T* __restrict__ thr, int64_t N, int K, int T_,
                unsigned long long* __restrict__ hits, unsigned long long* __restrict__ valid) {
   extern __shared__ unsigned char smem_raw[];
   T* s_thr = reinterpret_cast<T*>(smem_raw);
   unsigned int* s_hits = reinterpret_cast<unsigned int*>(s_thr + T_);
   __shared__ unsigned int s_valid;
-  for (int t = threadIdx.x; t < T_; t += kPckBlock) {
+  for (int t = threadIdx.x; t < T_; t += blockDim.x) {
     s_thr[t] = thr[t];
     s_hits[t] = 0;
   }
@@ -32,26 +40,54 @@ __global__ void __launch_bounds__(kPckBlock)
   __syncthreads();
 
   const int k = blockIdx.y;
-  const int64_t n = static_cast<int64_t>(blockIdx.x) * kPckBlock + threadIdx.x;
-  bool ok = false;
-  T d = T(0);
-  if (n < N) {
-    const int64_t e = n * K + k;
-    const T gx = gt[2 * e], gy = gt[2 * e + 1];
-    ok = pck_valid(vis[e], norm[n], gx, gy);
-    if (ok) d = pck_distance(pred[2 * e], pred[2 * e + 1], gx, gy, norm[n]);
-  }
   const int lane = threadIdx.x & 31;
-  const unsigned valid_mask = __ballot_sync(0xffffffffu, ok);
-  if (lane == 0 && valid_mask) atomicAdd(&s_valid, __popc(valid_mask));
-  for (int t = 0; t < T_; ++t) {
-    const unsigned hit_mask = __ballot_sync(0xffffffffu, ok && pck_hit(d, s_thr[t]));
-    if (lane == 0 && hit_mask) atomicAdd(&s_hits[t], __popc(hit_mask));
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t base = static_cast<int64_t>(blockIdx.x) * blockDim.x; base < N; base += stride) {
+    const int64_t n = base + threadIdx.x;
+    bool ok = false;
+    T d = T(0);
+    if (n < N) {
+      const int64_t e = n * K + k;
+      const T gx = gt[2 * e], gy = gt[2 * e + 1];
+      ok = pck_valid(vis[e], norm[n], gx, gy);
+      if (ok) d = pck_distance(pred[2 * e], pred[2 * e + 1], gx, gy, norm[n]);
+    }
+    const unsigned valid_mask = __ballot_sync(0xffffffffu, ok);
+    if (lane == 0 && valid_mask) atomicAdd(&s_valid, __popc(valid_mask));
+    for (int t = 0; t < T_; ++t) {
+      const unsigned hit_mask = __ballot_sync(0xffffffffu, ok && pck_hit(d, s_thr[t]));
+      if (lane == 0 && hit_mask) atomicAdd(&s_hits[t], __popc(hit_mask));
+    }
   }
   __syncthreads();
-  for (int t = threadIdx.x; t < T_; t += kPckBlock)
-    if (s_hits[t]) atomicAdd(&hits[static_cast<int64_t>(t) * K + k], static_cast<unsigned long long>(s_hits[t]));
-  if (threadIdx.x == 0 && s_valid) atomicAdd(&valid[k], static_cast<unsigned long long>(s_valid));
+  const bool direct = gridDim.x == 1;
+  for (int t = threadIdx.x; t < T_; t += blockDim.x) {
+    unsigned long long* out = &hits[static_cast<int64_t>(t) * K + k];
+    if (direct)
+      *out = s_hits[t];
+    else if (s_hits[t])
+      atomicAdd(out, static_cast<unsigned long long>(s_hits[t]));
+  }
+  if (threadIdx.x == 0) {
+    if (direct)
+      valid[k] = s_valid;
+    else if (s_valid)
+      atomicAdd(&valid[k], static_cast<unsigned long long>(s_valid));
+  }
+}
+
+// Calls f with a typed pointer to `visible`: read as it is for the usual mask dtypes, else
+// converted to the compute dtype T (pck_valid's "> 0" gives the same answer either way).
+template <typename T, typename F>
+void with_visible(const at::Tensor& visible, F&& f) {
+  const at::Tensor v = visible.contiguous();
+  switch (v.scalar_type()) {
+    case at::kBool: return f(v.data_ptr<bool>());
+    case at::kByte: return f(v.data_ptr<uint8_t>());
+    case at::kLong: return f(v.data_ptr<int64_t>());
+    case at::kFloat: return f(v.data_ptr<float>());
+    default: return f(v.to(c10::CppTypeToScalarType<T>::value).template data_ptr<T>());
+  }
 }
 
 std::tuple<at::Tensor, at::Tensor> pck_counts_cuda(const at::Tensor& pred, const at::Tensor& gt,
@@ -62,28 +98,32 @@ std::tuple<at::Tensor, at::Tensor> pck_counts_cuda(const at::Tensor& pred, const
   const c10::cuda::CUDAGuard guard(pred.device());
   const int64_t N = pred.size(0), K = pred.size(1), T = thresholds.size(0);
   const auto i64 = pred.options().dtype(at::kLong);
-  at::Tensor hits = at::zeros({T, K}, i64);
-  at::Tensor valid = at::zeros({K}, i64);
-  if (N == 0 || K == 0) return {hits, valid};
+  const bool direct = N <= kPckDirectN;
+  if (N == 0 || K == 0) return {at::zeros({T, K}, i64), at::zeros({K}, i64)};
+  at::Tensor hits = direct ? at::empty({T, K}, i64) : at::zeros({T, K}, i64);
+  at::Tensor valid = direct ? at::empty({K}, i64) : at::zeros({K}, i64);
   TORCH_CHECK(K <= 65535, "posefast: pck_counts on CUDA supports K <= 65535, got ", K);
   const auto cd = pck_compute_dtype(pred);
   const at::Tensor p = pred.to(cd).contiguous(), g = gt.to(cd).contiguous();
-  const at::Tensor v = visible.to(cd).contiguous(), n = norm.to(cd).contiguous();
-  const at::Tensor t = thresholds.to(cd).contiguous();
+  const at::Tensor n = norm.to(cd).contiguous(), t = thresholds.to(cd).contiguous();
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(cd, "pck_counts_cuda", [&] {
     const size_t smem = T * (sizeof(scalar_t) + sizeof(unsigned int));
     TORCH_CHECK(smem <= 48 * 1024, "posefast: pck_counts on CUDA supports up to ",
                 48 * 1024 / (sizeof(scalar_t) + sizeof(unsigned int)), " thresholds, got ", T);
-    const dim3 grid(static_cast<unsigned>((N + kPckBlock - 1) / kPckBlock),
+    const int block = direct ? kPckDirectBlock : kPckBlock;
+    const dim3 grid(direct ? 1u : static_cast<unsigned>((N + kPckBlock - 1) / kPckBlock),
                     static_cast<unsigned>(K));
-    // int64 counts are added as unsigned 64-bit (same bits for non-negative values).
-    pck_kernel<scalar_t><<<grid, kPckBlock, smem, stream>>>(
-        p.data_ptr<scalar_t>(), g.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(),
-        n.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(), N, static_cast<int>(K),
-        static_cast<int>(T), reinterpret_cast<unsigned long long*>(hits.data_ptr<int64_t>()),
-        reinterpret_cast<unsigned long long*>(valid.data_ptr<int64_t>()));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    with_visible<scalar_t>(visible, [&](const auto* v) {
+      using vis_t = std::remove_cv_t<std::remove_pointer_t<decltype(v)>>;
+      // int64 counts are written as unsigned 64-bit (same bits for non-negative values).
+      pck_kernel<scalar_t, vis_t><<<grid, block, smem, stream>>>(
+          p.data_ptr<scalar_t>(), g.data_ptr<scalar_t>(), v, n.data_ptr<scalar_t>(),
+          t.data_ptr<scalar_t>(), N, static_cast<int>(K), static_cast<int>(T),
+          reinterpret_cast<unsigned long long*>(hits.data_ptr<int64_t>()),
+          reinterpret_cast<unsigned long long*>(valid.data_ptr<int64_t>()));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   });
   return {hits, valid};
 }
