@@ -29,8 +29,10 @@ EXTERN_SHARED = re.compile(r"extern __shared__ (?:__align__\(\d+\) )?unsigned ch
 STATIC_SHARED = re.compile(r"__shared__ ([^;,\n]+?)\s+(\w+)((?:\[[^\]\n]*\])?);")
 # the PTX approximations cuda_emu.h models: asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(v));
 ASM_APPROX = re.compile(r'asm\("(ex2|rcp)\.approx\.ftz\.f32 %0, %1;" : "=f"\((\w+)\) : "f"\((\w+)\)\);')
+# __global__ void __launch_bounds__(256[, min blocks]) name(...) {: the body gets a check first
+LAUNCH_BOUNDS = re.compile(r"__launch_bounds__\(([^(),]+)(?:,[^()]*)?\)")
 # CUDA spellings that must all have been rewritten; any left means translate() needs a rule
-UNHANDLED = ["<<<", "__shared__", "c10::cuda", "cuda_runtime", "cudaStream", "__ldg", "__CUDA_ARCH__",
+UNHANDLED = ["<<<", "__shared__", "__launch_bounds__", "c10::cuda", "cuda_runtime", "cudaStream", "__ldg", "__CUDA_ARCH__",
              "TORCH_LIBRARY_IMPL(posefast, CUDA", "at::zeros_like", "at::empty_strided", "new_empty", "new_zeros",
              "torch::empty", "torch::zeros"]
 INLINE_ASM = re.compile(r"\b(asm|__asm__|__asm)\b")
@@ -48,9 +50,25 @@ def _rewrite_common(text: str) -> str:
     return re.sub(r"\bat::zeros\(", "::cuda_emu::guarded_zeros(", text)
 
 
+def _check_launch_bounds(text: str) -> str:
+    """Each kernel declared with __launch_bounds__(N) starts by checking that its block has at
+    most N threads (a GPU refuses the launch otherwise); the rest of the line is kept."""
+    parts, pos = [], 0
+    for m in LAUNCH_BOUNDS.finditer(text):
+        body = text.find("{", m.end())
+        if body < 0:
+            break  # no body follows: left for UNHANDLED to report
+        bound = m[1].strip()
+        parts += [text[pos:m.start()], text[m.end():body + 1],
+                  f' ::cuda_emu::check_launch_bounds({bound}, "{bound}");']
+        pos = body + 1
+    return "".join(parts) + text[pos:]
+
+
 def translate(text: str, name: str) -> str:
     """C++ for cuda_emu.h from the CUDA source `text` (line numbers kept for compiler messages)."""
     text = re.sub(r"#include <c10/cuda/[^>]+>", "", text)
+    text = _check_launch_bounds(text)
     text = EXTERN_SHARED.sub(r"unsigned char* \1 = ::cuda_emu::dynamic_smem();", text)
     text = STATIC_SHARED.sub(r"static \1 \2\3; ::cuda_emu::poison_static_shared(&\2, sizeof(\2));", text)
     text = LAUNCH.sub(lambda m: f'::cuda_emu::Launch({m[2]}).run("{m[1]}", {m[1]}, ', text)

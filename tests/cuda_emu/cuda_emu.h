@@ -27,9 +27,9 @@
 // nvcc's default contraction of a * b + c into fused multiply-adds is modelled only when
 // built with CUDA_EMU_CFLAGS="-O2 -mfma -ffp-contract=fast" (build.py; a CPU with FMA), and
 // then by the host compiler's choice of which to fuse. Host code in the .cu files (the
-// launchers) sees the device branches too. Not modelled: __launch_bounds__ (the launch's
-// block size is not checked against it), races the three schedules do not order
-// differently, timing.
+// launchers) sees the device branches too. A kernel declared with __launch_bounds__(N)
+// refuses a block of more than N threads, as a GPU does (build.py puts the check first in its
+// body). Not modelled: races the three schedules do not order differently, timing.
 #pragma once
 
 struct uint3 {
@@ -54,7 +54,6 @@ inline dim3 gridDim;
 #define __device__
 #define __host__
 #define __forceinline__ inline
-#define __launch_bounds__(...)
 
 // the parts, each one concept; they use the globals and macros above
 #include "block.h"

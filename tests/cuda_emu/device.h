@@ -18,6 +18,15 @@ inline void __syncwarp(unsigned mask = 0xffffffffu) {
 
 namespace cuda_emu {
 
+// First in the body of a kernel declared __launch_bounds__(bound) (build.py puts it there):
+// a GPU does not launch such a kernel with a larger block.
+inline void check_launch_bounds(long long bound, const char* text) {
+  const long long threads = static_cast<long long>(blockDim.x) * blockDim.y * blockDim.z;
+  if (threads > bound)
+    fail("a block of " + std::to_string(threads) + " threads exceeds the kernel's __launch_bounds__(" + text +
+         ") = " + std::to_string(bound) + "; a GPU refuses this launch");
+}
+
 // A full-warp shuffle named `what`: v published, the value of lane source(this lane) returned.
 template <typename T, typename Source>
 T shuffle(const char* what, unsigned mask, T v, int width, Source source) {

@@ -77,6 +77,11 @@ __global__ void smem_overrun_kernel(int bytes) {
   if (threadIdx.x == 0) smem_raw[bytes] = 0;
 }
 
+// Declared for blocks of at most 64 threads (launched with kBlock = 128 by its selftest).
+__global__ void __launch_bounds__(kBlock / 2) bounded_kernel(float* out) {
+  out[threadIdx.x] = 1.0f;
+}
+
 // Reads a shared value no thread wrote: 0xFF bytes, a NaN.
 __global__ void unwritten_shared_kernel(float* out) {
   __shared__ float never_written[4];
@@ -110,6 +115,8 @@ at::Tensor selftest(c10::string_view name, int64_t blocks) {
     smem_overrun_kernel<<<1, kBlock, 49 * 1024, stream>>>(0);
   } else if (name == "block_too_large") {
     overrun_kernel<<<1, 2048, 0, stream>>>(o, 0);
+  } else if (name == "launch_bounds") {
+    bounded_kernel<<<1, kBlock, 0, stream>>>(o);
   } else if (name == "unwritten_shared") {
     unwritten_shared_kernel<<<1, kBlock, 0, stream>>>(o);
   } else {
