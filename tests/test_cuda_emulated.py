@@ -55,6 +55,8 @@ def test_translate_rewrites_launches_and_shared_memory():
     assert "unsigned char* smem = ::cuda_emu::dynamic_smem();" in out
     assert out.count("\n") == src.count("\n") + 2  # the include and #line: messages keep their line numbers
     assert LAUNCH.search("a<<<1, 2>>>(x)")[1] == "a"
+    cast = translate("auto v = *reinterpret_cast<const Vec<scalar_t, VEC>*>(src + e);\n", "v.cu")
+    assert "auto v = *::cuda_emu::checked_reinterpret<const Vec<scalar_t, VEC>*>(src + e);" in cast
     bounded = translate("__global__ void __launch_bounds__(kBlock, 4)\n    k(float* o) {\n  o[0] = 1;\n}\n", "z.cu")
     assert 'void \n    k(float* o) { ::cuda_emu::check_launch_bounds(kBlock, "kBlock");\n' in bounded
 
@@ -77,6 +79,7 @@ def test_emulated_collectives_give_cudas_results(emu_dir):
     ("smem_overrun", r"wrote past its dynamic shared memory"),
     ("smem_too_large", r"50176 bytes of dynamic shared memory"),
     ("block_too_large", r"block of 2048 threads"),
+    ("misaligned", r"misaligned address: a pointer 4 bytes past a 16-byte boundary"),
     ("launch_bounds", r"block of 128 threads exceeds the kernel's __launch_bounds__\(kBlock / 2\) = 64"),
 ])
 def test_emulation_refuses_what_a_gpu_would_not_run(emu_dir, case, message):

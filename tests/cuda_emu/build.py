@@ -65,10 +65,28 @@ def _check_launch_bounds(text: str) -> str:
     return "".join(parts) + text[pos:]
 
 
+def _check_pointer_casts(text: str) -> str:
+    """reinterpret_cast<T>(p) -> ::cuda_emu::checked_reinterpret<T>(p), which refuses a pointer
+    that is not aligned for what it points to: a GPU faults on a misaligned 16-byte access
+    ("misaligned address"), where x86 loads it anyway."""
+    parts, pos, key = [], 0, "reinterpret_cast<"
+    while (start := text.find(key, pos)) >= 0:
+        depth, end = 1, start + len(key)
+        while depth:  # the matching '>' of the template argument, which may nest
+            if end == len(text):
+                raise ValueError(f"unbalanced {key} at offset {start}")
+            depth += {"<": 1, ">": -1}.get(text[end], 0)
+            end += 1
+        parts += [text[pos:start], f"::cuda_emu::checked_reinterpret<{text[start + len(key):end - 1]}>"]
+        pos = end
+    return "".join(parts) + text[pos:]
+
+
 def translate(text: str, name: str) -> str:
     """C++ for cuda_emu.h from the CUDA source `text` (line numbers kept for compiler messages)."""
     text = re.sub(r"#include <c10/cuda/[^>]+>", "", text)
     text = _check_launch_bounds(text)
+    text = _check_pointer_casts(text)
     text = EXTERN_SHARED.sub(r"unsigned char* \1 = ::cuda_emu::dynamic_smem();", text)
     text = STATIC_SHARED.sub(r"static \1 \2\3; ::cuda_emu::poison_static_shared(&\2, sizeof(\2));", text)
     text = LAUNCH.sub(lambda m: f'::cuda_emu::Launch({m[2]}).run("{m[1]}", {m[1]}, ', text)

@@ -15,6 +15,10 @@
 //     the 48 KiB a kernel gets without opting in;
 //   - writes past the end of a tensor the launcher allocated (guarded_empty) or of the
 //     dynamic shared memory (both end in guard bytes checked after every block/launch).
+//   - a pointer cast (reinterpret_cast, rewritten to checked_reinterpret) to a type it is not
+//     aligned for, such as a 16-byte vector at a 4-byte-aligned address ("misaligned
+//     address" on a GPU);
+//   - a block larger than the kernel's __launch_bounds__.
 // Shared memory, launcher-allocated tensors and the shuffle slots of lanes a partial warp
 // lacks start as 0xFF bytes (NaN for floating types), so a read of something never written
 // shows up in the results. Each block runs under one of three thread schedules (Order), so a
@@ -27,9 +31,8 @@
 // nvcc's default contraction of a * b + c into fused multiply-adds is modelled only when
 // built with CUDA_EMU_CFLAGS="-O2 -mfma -ffp-contract=fast" (build.py; a CPU with FMA), and
 // then by the host compiler's choice of which to fuse. Host code in the .cu files (the
-// launchers) sees the device branches too. A kernel declared with __launch_bounds__(N)
-// refuses a block of more than N threads, as a GPU does (build.py puts the check first in its
-// body). Not modelled: races the three schedules do not order differently, timing.
+// launchers) sees the device branches too. Not modelled: races the three schedules do not
+// order differently, timing.
 #pragma once
 
 struct uint3 {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "block.h"
 
@@ -25,6 +26,23 @@ inline void check_launch_bounds(long long bound, const char* text) {
   if (threads > bound)
     fail("a block of " + std::to_string(threads) + " threads exceeds the kernel's __launch_bounds__(" + text +
          ") = " + std::to_string(bound) + "; a GPU refuses this launch");
+}
+
+// Every reinterpret_cast of posefast's sources (build.py rewrites them to this): a pointer
+// cast to T* must be aligned for T, as a GPU's load or store of T requires (a 16-byte vector
+// from an address that is only 4-byte aligned faults there; x86 would load it).
+template <typename To, typename From>
+To checked_reinterpret(From from) {
+  if constexpr (std::is_pointer_v<To> && std::is_pointer_v<From>) {
+    using Pointee = std::remove_cv_t<std::remove_pointer_t<To>>;
+    if constexpr (!std::is_void_v<Pointee>) {
+      const auto address = reinterpret_cast<uintptr_t>(from);
+      if (address % alignof(Pointee) != 0)
+        fail("misaligned address: a pointer " + std::to_string(address % alignof(Pointee)) +
+             " bytes past a " + std::to_string(alignof(Pointee)) + "-byte boundary cast to a type of that alignment");
+    }
+  }
+  return reinterpret_cast<To>(from);
 }
 
 // A full-warp shuffle named `what`: v published, the value of lane source(this lane) returned.

@@ -82,6 +82,14 @@ __global__ void __launch_bounds__(kBlock / 2) bounded_kernel(float* out) {
   out[threadIdx.x] = 1.0f;
 }
 
+// A 16-byte vector load from 4 bytes past out's (16-byte aligned) start.
+struct alignas(16) Float4 {
+  float v[4];
+};
+__global__ void misaligned_kernel(float* out) {
+  if (threadIdx.x == 0) out[0] = reinterpret_cast<const Float4*>(out + 1)->v[0];
+}
+
 // Reads a shared value no thread wrote: 0xFF bytes, a NaN.
 __global__ void unwritten_shared_kernel(float* out) {
   __shared__ float never_written[4];
@@ -117,6 +125,8 @@ at::Tensor selftest(c10::string_view name, int64_t blocks) {
     overrun_kernel<<<1, 2048, 0, stream>>>(o, 0);
   } else if (name == "launch_bounds") {
     bounded_kernel<<<1, kBlock, 0, stream>>>(o);
+  } else if (name == "misaligned") {
+    misaligned_kernel<<<1, kBlock, 0, stream>>>(o);
   } else if (name == "unwritten_shared") {
     unwritten_shared_kernel<<<1, kBlock, 0, stream>>>(o);
   } else {
