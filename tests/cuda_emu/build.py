@@ -159,10 +159,14 @@ def load_emulated_ops(build_dir: str, verbose: bool = False) -> None:
     # CUDA_EMU_CFLAGS adds compiler flags, e.g. "-mfma -ffp-contract=fast" to fuse a * b + c
     # into multiply-adds as nvcc does by default (on a CPU with FMA)
     extra = os.environ.get("CUDA_EMU_CFLAGS", "").split()
-    digest.update(" ".join(extra).encode())
+    # CUDA_EMU_LDFLAGS adds linker flags, e.g. "--coverage" with CUDA_EMU_CFLAGS="--coverage"
+    # for a line coverage of the kernels under the op tests (gcov on the build's obj/ folder)
+    ldflags = os.environ.get("CUDA_EMU_LDFLAGS", "").split()
+    digest.update(" ".join(extra + ldflags).encode())
     os.makedirs(os.path.join(build_dir, "obj"), exist_ok=True)
     load(name="posefast_emu_" + digest.hexdigest()[:10], sources=sources, build_directory=os.path.join(build_dir, "obj"),
-         extra_cflags=["-O1", "-Wno-unknown-pragmas", f"-I{HERE}", *extra], is_python_module=False, verbose=verbose)
+         extra_cflags=["-O1", "-Wno-unknown-pragmas", f"-I{HERE}", *extra], extra_ldflags=ldflags,
+         is_python_module=False, verbose=verbose)
 
 
 OPS = ["render_heatmaps", "soft_argmax_forward", "soft_argmax_backward", "pck_counts", "pose_loss_forward",
