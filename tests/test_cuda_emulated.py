@@ -59,6 +59,8 @@ def test_translate_rewrites_launches_and_shared_memory():
     assert "auto v = *::cuda_emu::checked_reinterpret<const Vec<scalar_t, VEC>*>(src + e);" in cast
     bounded = translate("__global__ void __launch_bounds__(kBlock, 4)\n    k(float* o) {\n  o[0] = 1;\n}\n", "z.cu")
     assert 'void \n    k(float* o) { ::cuda_emu::check_launch_bounds(kBlock, "kBlock");\n' in bounded
+    # a bound named in a comment puts no check into the next function's body
+    assert "check_launch_bounds" not in translate("// __launch_bounds__(64) is wrong here\nvoid f() {\n}\n", "c.cu")
 
 
 @needs_compiler
@@ -118,13 +120,32 @@ def test_launches_are_logged_with_their_shape(emu_dir):
     assert log(True) == [6, 6, 1, 256, 1, 1, 0, 1, 1, 1, 128, 1, 1, 0]
     torch.ops.posefast_emu.soft_argmax_forward(torch.randn(2, 3, 64, 48), 1.0)
     assert log(True) == [6, 1, 1, 256, 1, 1, 0]
-    # pck_counts: up to 8,192 instances one 1,024-thread block per joint stores its counts (the
-    # only launch of the op); beyond, 256-instance blocks add theirs atomically
-    for n, shape in ((4096, [1, 17, 1, 1024, 1, 1, 20 * 8]), (9000, [36, 17, 1, 256, 1, 1, 20 * 8])):
+    # pck_counts: up to 8,192 instances one 1,024-thread block per joint stores its counts;
+    # beyond, 256-instance blocks add theirs atomically (shared: 20 thresholds, 20 counts, 1)
+    for n, shape in ((4096, [1, 17, 1, 1024, 1, 1, 20 * 8 + 4]), (9000, [36, 17, 1, 256, 1, 1, 20 * 8 + 4])):
         gt = torch.rand(n, 17, 2) * 100
         torch.ops.posefast_emu.pck_counts(gt + 1, gt, torch.rand(n, 17) > 0.2, torch.ones(n) * 30,
                                           torch.linspace(0, 0.5, 20))
         assert log(True) == shape
+
+
+# ATen calls in a CUDA launcher that are kernel launches of their own on a GPU
+GPU_LAUNCHING_ATEN = ("aten::fill_", "aten::zero_", "aten::copy_", "aten::_to_copy", "aten::gt")
+
+
+@needs_compiler
+def test_pck_counts_is_one_launch_for_the_usual_inputs(emu_dir):
+    """The benchmark's case (float32 points, bool mask, 4,096 instances): no zero-fill of the
+    outputs and no conversion of the mask beside the kernel, so on a GPU the op is one launch."""
+    gt = torch.rand(4096, 17, 2) * 100
+    args = (gt + 1, gt, torch.rand(4096, 17) > 0.2, torch.ones(4096) * 30, torch.linspace(0, 0.5, 20))
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        torch.ops.posefast_emu.pck_counts(*args)
+    names = {e.name for e in prof.events()}
+    assert "posefast_emu::pck_counts" in names and not names.intersection(GPU_LAUNCHING_ATEN), sorted(names)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:  # the test can fail:
+        torch.ops.posefast_emu.pck_counts(*args[:2], args[2].to(torch.int8), *args[3:])  # int8 is converted
+    assert "aten::gt" in {e.name for e in prof.events()}
 
 
 @needs_compiler

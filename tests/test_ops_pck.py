@@ -145,3 +145,17 @@ def test_visible_in_any_mask_dtype(device, vis_dtype, n):
     ref_hits, ref_valid = kernels_py.pck_counts(pred, gt, (flags > 0).float(), norm, thr)
     assert torch.equal(hits.cpu(), ref_hits) and torch.equal(valid.cpu(), ref_valid)
     assert 0 < valid.min() and valid.max() < n  # some joints of each kind: hidden, visible
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("vis_dtype", [torch.float64, torch.float16, torch.bfloat16, torch.float32])
+def test_visible_is_compared_in_its_own_dtype(device, vis_dtype):
+    """visible > 0 as the mask's dtype says it: a float64 1e-300 or the smallest float16 is
+    visible even with float32 predictions (a conversion to float32 first would lose the first),
+    -0.0 and NaN are not."""
+    tiny = torch.finfo(vis_dtype).tiny if vis_dtype != torch.float64 else 1e-300
+    flags = torch.tensor([[tiny, 0.0, -0.0, float("nan"), -tiny, 1.0]], dtype=torch.float64).to(vis_dtype)
+    gt = torch.zeros(1, 6, 2)
+    args = [x.to(device) for x in (gt + 1, gt, flags, torch.ones(1), torch.tensor([2.0]))]
+    hits, valid = pck_counts(*args)
+    assert valid.tolist() == [1, 0, 0, 0, 0, 1] and hits.tolist() == [[1, 0, 0, 0, 0, 1]]

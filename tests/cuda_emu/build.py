@@ -31,6 +31,7 @@ STATIC_SHARED = re.compile(r"__shared__ ([^;,\n]+?)\s+(\w+)((?:\[[^\]\n]*\])?);"
 ASM_APPROX = re.compile(r'asm\("(ex2|rcp)\.approx\.ftz\.f32 %0, %1;" : "=f"\((\w+)\) : "f"\((\w+)\)\);')
 # __global__ void __launch_bounds__(256[, min blocks]) name(...) {: the body gets a check first
 LAUNCH_BOUNDS = re.compile(r"__launch_bounds__\(([^(),]+)(?:,[^()]*)?\)")
+REINTERPRET = re.compile(r"\breinterpret_cast\s*<")
 # CUDA spellings that must all have been rewritten; any left means translate() needs a rule
 UNHANDLED = ["<<<", "__shared__", "__launch_bounds__", "c10::cuda", "cuda_runtime", "cudaStream", "__ldg", "__CUDA_ARCH__",
              "TORCH_LIBRARY_IMPL(posefast, CUDA", "at::zeros_like", "at::empty_strided", "new_empty", "new_zeros",
@@ -55,11 +56,13 @@ def _check_launch_bounds(text: str) -> str:
     most N threads (a GPU refuses the launch otherwise); the rest of the line is kept."""
     parts, pos = [], 0
     for m in LAUNCH_BOUNDS.finditer(text):
+        if m.start() < pos or "//" in text[text.rfind("\n", 0, m.start()) + 1:m.start()]:
+            continue  # in a comment, or inside what the previous match consumed
         body = text.find("{", m.end())
-        if body < 0:
-            break  # no body follows: left for UNHANDLED to report
+        if body < 0 or text.find(";", m.end(), body) >= 0:
+            continue  # a declaration without a body: left for UNHANDLED to report
         bound = m[1].strip()
-        parts += [text[pos:m.start()], text[m.end():body + 1],
+        parts += [text[pos:m.start()], "\n" * m[0].count("\n"), text[m.end():body + 1],
                   f' ::cuda_emu::check_launch_bounds({bound}, "{bound}");']
         pos = body + 1
     return "".join(parts) + text[pos:]
@@ -69,15 +72,15 @@ def _check_pointer_casts(text: str) -> str:
     """reinterpret_cast<T>(p) -> ::cuda_emu::checked_reinterpret<T>(p), which refuses a pointer
     that is not aligned for what it points to: a GPU faults on a misaligned 16-byte access
     ("misaligned address"), where x86 loads it anyway."""
-    parts, pos, key = [], 0, "reinterpret_cast<"
-    while (start := text.find(key, pos)) >= 0:
-        depth, end = 1, start + len(key)
+    parts, pos = [], 0
+    while (m := REINTERPRET.search(text, pos)) is not None:
+        depth, end = 1, m.end()
         while depth:  # the matching '>' of the template argument, which may nest
             if end == len(text):
-                raise ValueError(f"unbalanced {key} at offset {start}")
+                raise ValueError(f"unbalanced reinterpret_cast< at offset {m.start()}")
             depth += {"<": 1, ">": -1}.get(text[end], 0)
             end += 1
-        parts += [text[pos:start], f"::cuda_emu::checked_reinterpret<{text[start + len(key):end - 1]}>"]
+        parts += [text[pos:m.start()], f"::cuda_emu::checked_reinterpret<{text[m.end():end - 1]}>"]
         pos = end
     return "".join(parts) + text[pos:]
 
@@ -162,7 +165,7 @@ def load_emulated_ops(build_dir: str, verbose: bool = False) -> None:
     # CUDA_EMU_LDFLAGS adds linker flags, e.g. "--coverage" with CUDA_EMU_CFLAGS="--coverage"
     # for a line coverage of the kernels under the op tests (gcov on the build's obj/ folder)
     ldflags = os.environ.get("CUDA_EMU_LDFLAGS", "").split()
-    digest.update(" ".join(extra + ldflags).encode())
+    digest.update(repr((extra, ldflags)).encode())
     os.makedirs(os.path.join(build_dir, "obj"), exist_ok=True)
     load(name="posefast_emu_" + digest.hexdigest()[:10], sources=sources, build_directory=os.path.join(build_dir, "obj"),
          extra_cflags=["-O1", "-Wno-unknown-pragmas", f"-I{HERE}", *extra], extra_ldflags=ldflags,

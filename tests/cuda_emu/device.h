@@ -32,8 +32,8 @@ inline void check_launch_bounds(long long bound, const char* text) {
 // cast to T* must be aligned for T, as a GPU's load or store of T requires (a 16-byte vector
 // from an address that is only 4-byte aligned faults there; x86 would load it).
 template <typename To, typename From>
-To checked_reinterpret(From from) {
-  if constexpr (std::is_pointer_v<To> && std::is_pointer_v<From>) {
+To checked_reinterpret(From&& from) {  // by reference: a cast to a reference type stays one
+  if constexpr (std::is_pointer_v<To> && std::is_pointer_v<std::remove_reference_t<From>>) {
     using Pointee = std::remove_cv_t<std::remove_pointer_t<To>>;
     if constexpr (!std::is_void_v<Pointee>) {
       const auto address = reinterpret_cast<uintptr_t>(from);
