@@ -311,3 +311,16 @@ def test_targets_and_weights_are_never_differentiated():
     assert z.grad is not None and kp.grad is None and vis.grad is None and weights.grad is None
     expected, _ = pose_loss(logits.detach(), kp.detach(), vis.detach(), 2.0, weights.detach())
     assert torch.equal(loss.detach(), expected)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_visible_is_compared_in_its_own_dtype(device):
+    """A float64 mask of 1e-300 counts with float32 logits (visible > 0, as PoseLoss and the
+    reference say); converted to float32 first it would be 0."""
+    logits, kp, _, weights = make_inputs((2, 3, 7, 5), torch.float32, device, seed=8, nan_hidden=False)
+    flags = torch.tensor([[1e-300, 0.0, 1.0], [-1e-300, float("nan"), 1e-300]], dtype=torch.float64, device=device)
+    loss, parts = pose_loss(logits, kp, flags, 1.5, weights)
+    loss_bool, parts_bool = pose_loss(logits, kp, flags > 0, 1.5, weights)
+    assert loss.item() == loss_bool.item() and torch.equal(parts, parts_bool)
+    ref, _, _ = reference(logits, kp, flags, 1.5, weights, 0.1, 1.0, "bce")
+    torch.testing.assert_close(loss.double(), ref, atol=1e-5, rtol=1e-5)

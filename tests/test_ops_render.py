@@ -97,3 +97,14 @@ def test_opcheck():
     torch.library.opcheck(torch.ops.posefast.render_heatmaps.default, (kp, vis, None, 2.0, 9, 7, torch.float32))
     sigma = torch.rand(5) + 0.5
     torch.library.opcheck(torch.ops.posefast.render_heatmaps.default, (kp, vis.float(), sigma, 1.0, 4, 8, torch.bfloat16))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_visible_is_compared_in_its_own_dtype(device):
+    """A float64 mask of 1e-300 with float32 keypoints renders (visible > 0, as the reference
+    says); converted to float32 first it would be 0."""
+    kp = torch.tensor([[[3.0, 2.0], [1.0, 4.0], [2.0, 2.0]]], device=device)
+    flags = torch.tensor([[1e-300, -1e-300, float("nan")]], dtype=torch.float64, device=device)
+    out = render_heatmaps(kp, flags, (6, 5), 1.0)
+    torch.testing.assert_close(out, render_heatmaps(kp, flags > 0, (6, 5), 1.0), atol=0, rtol=0)
+    assert out[0, 0].max() == 1.0 and out[0, 1:].abs().sum() == 0

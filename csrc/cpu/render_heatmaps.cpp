@@ -53,7 +53,7 @@ at::Tensor render_heatmaps_cpu(const at::Tensor& keypoints, const at::Tensor& vi
     using acc_t = at::opmath_type<scalar_t>;
     const auto acc = c10::CppTypeToScalarType<acc_t>::value;
     const at::Tensor kp = keypoints.to(acc).contiguous();
-    const at::Tensor vis = visible.to(acc).contiguous();
+    const at::Tensor vis = visible_as(visible, acc);
     const at::Tensor sig = render_sigma_per_joint(keypoints, sigma_per_joint, sigma, acc);
     render_cpu_kernel<scalar_t, acc_t>(kp.data_ptr<acc_t>(), vis.data_ptr<acc_t>(),
                                        sig.defined() ? sig.data_ptr<acc_t>() : nullptr,

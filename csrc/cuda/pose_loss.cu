@@ -343,7 +343,7 @@ at::Tensor pose_loss_backward_cuda(const at::Tensor& grad_loss, const at::Tensor
   const auto acc = pose_loss_acc_dtype(logits);
   const at::Tensor gl = grad_loss.to(acc).contiguous();
   const at::Tensor kp = keypoints.to(acc).contiguous();
-  const at::Tensor vis = visible.to(acc).contiguous();
+  const at::Tensor vis = visible_as(visible, acc);
   const at::Tensor w = joint_weights.to(acc).contiguous();
   const at::Tensor c = coords.contiguous();
   const at::Tensor l = logsumexp.contiguous();

@@ -64,7 +64,7 @@ at::Tensor render_heatmaps_cuda(const at::Tensor& keypoints, const at::Tensor& v
     using acc_t = at::opmath_type<scalar_t>;
     const auto acc = c10::CppTypeToScalarType<acc_t>::value;
     const at::Tensor kp = keypoints.to(acc).contiguous();
-    const at::Tensor vis = visible.to(acc).contiguous();
+    const at::Tensor vis = visible_as(visible, acc);
     const at::Tensor sig = render_sigma_per_joint(keypoints, sigma_per_joint, sigma, acc);
     const size_t smem = (height + width) * sizeof(acc_t);
     TORCH_CHECK(smem <= 48 * 1024, "posefast: render_heatmaps on CUDA supports H + W up to ",

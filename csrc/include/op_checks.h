@@ -23,6 +23,15 @@ inline void check_shape(const at::Tensor& t, const char* name, at::IntArrayRef e
               ", got ", t.sizes());
 }
 
+// A `visible` mask [.., K] as the contiguous `acc` tensor the kernels test with "> 0",
+// giving the answer visible > 0 gives in the mask's own dtype: a float64 mask is compared
+// first when acc is narrower (1e-300 would become 0 as float32); every other dtype converts
+// with its sign kept.
+inline at::Tensor visible_as(const at::Tensor& visible, at::ScalarType acc) {
+  const bool narrows = visible.scalar_type() == at::kDouble && acc != at::kDouble;
+  return (narrows ? visible.gt(0) : visible).to(acc).contiguous();
+}
+
 // Per-joint sigmas [K] in `acc` dtype (contiguous, on the keypoints' device), or an
 // undefined tensor when the scalar `sigma` applies to every joint.
 inline at::Tensor render_sigma_per_joint(const at::Tensor& keypoints,
