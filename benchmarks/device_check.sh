@@ -210,7 +210,8 @@ if want tests; then
       OUT="$WORK/fallback" BUILD_TIMEOUT="$(stage_limit 300)" PYTHON="$PY" DEVICE="$DEVICE" \
         bash benchmarks/device_build.sh || { stop_warmup_now; exit 1; }
       stage "the CUDA op tests with the kernels of commit $fb_commit"
-      cuda_tests 150 pytest_cuda_fallback.log
+      # tests of fixes made after those kernels (marked current_kernels) are left out
+      cuda_tests 150 pytest_cuda_fallback.log -m "cuda and not current_kernels"
       rc=$?
       tail -5 "$WORK/pytest_cuda_fallback.log"
       echo "pytest (kernels of $fb_commit) exit code: $rc" | tee -a "$WORK/FALLBACK_KERNELS.txt"

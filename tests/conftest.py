@@ -25,6 +25,9 @@ def coco_dir():
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU (skipped when none is visible)")
     config.addinivalue_line("markers", "slow: longer end-to-end runs")
+    config.addinivalue_line("markers", "current_kernels: checks a fix in csrc/ made after the last kernels that passed "
+                            "on a GPU (scripts/device_prepare.sh's FALLBACK_COMMIT); benchmarks/device_check.sh "
+                            "leaves it out when it falls back to those kernels")
     emu_dir = os.environ.get("POSEFAST_CUDA_EMU")
     if emu_dir:  # the CPU op tests then test the CUDA kernels, emulated (tests/cuda_emu)
         from cuda_emu.build import route_cpu_ops_to_emulation

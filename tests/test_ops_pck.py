@@ -147,6 +147,7 @@ def test_visible_in_any_mask_dtype(device, vis_dtype, n):
     assert 0 < valid.min() and valid.max() < n  # some joints of each kind: hidden, visible
 
 
+@pytest.mark.current_kernels
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("vis_dtype", [torch.float64, torch.float16, torch.bfloat16, torch.float32])
 def test_visible_is_compared_in_its_own_dtype(device, vis_dtype):

@@ -313,6 +313,7 @@ def test_targets_and_weights_are_never_differentiated():
     assert torch.equal(loss.detach(), expected)
 
 
+@pytest.mark.current_kernels
 @pytest.mark.parametrize("device", DEVICES)
 def test_visible_is_compared_in_its_own_dtype(device):
     """A float64 mask of 1e-300 counts with float32 logits (visible > 0, as PoseLoss and the

@@ -99,6 +99,7 @@ def test_opcheck():
     torch.library.opcheck(torch.ops.posefast.render_heatmaps.default, (kp, vis.float(), sigma, 1.0, 4, 8, torch.bfloat16))
 
 
+@pytest.mark.current_kernels
 @pytest.mark.parametrize("device", DEVICES)
 def test_visible_is_compared_in_its_own_dtype(device):
     """A float64 mask of 1e-300 with float32 keypoints renders (visible > 0, as the reference
