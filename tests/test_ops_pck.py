@@ -132,7 +132,7 @@ def test_unsorted_repeated_and_non_finite_thresholds(device):
 @pytest.mark.parametrize("n", [300, 9000])  # one block per joint on CUDA, and blocks that share a joint
 def test_visible_in_any_mask_dtype(device, vis_dtype, n):
     """COCO's 0/1/2 flags, masks and weights all count where visible > 0 (the CUDA kernel reads
-    bool, uint8, int64 and float32 as they are and converts the rest)."""
+    bool, uint8, int64, float32 and float64 as they are, the rest as the bool visible > 0)."""
     pred, gt, _, norm = random_instances(n, 17, seed=n)
     flags = torch.randint(-1, 3, (n, 17), generator=torch.Generator().manual_seed(n))
     if vis_dtype == torch.bool:
@@ -151,7 +151,7 @@ def test_visible_in_any_mask_dtype(device, vis_dtype, n):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("vis_dtype", [torch.float64, torch.float16, torch.bfloat16, torch.float32])
 def test_visible_is_compared_in_its_own_dtype(device, vis_dtype):
-    """visible > 0 as the mask's dtype says it: a float64 1e-300 or the smallest float16 is
+    """visible > 0 as the mask's dtype says it: a float64 1e-300 or the smallest normal float16 is
     visible even with float32 predictions (a conversion to float32 first would lose the first),
     -0.0 and NaN are not."""
     tiny = torch.finfo(vis_dtype).tiny if vis_dtype != torch.float64 else 1e-300
