@@ -31,15 +31,19 @@ inline void check_launch_bounds(long long bound, const char* text) {
 // Every reinterpret_cast of posefast's sources (build.py rewrites them to this): a pointer
 // cast to T* must be aligned for T, as a GPU's load or store of T requires (a 16-byte vector
 // from an address that is only 4-byte aligned faults there; x86 would load it).
+[[gnu::noinline, gnu::cold]] inline void fail_misaligned(uintptr_t address, size_t alignment) {
+  fail("misaligned address: a pointer " + std::to_string(address % alignment) + " bytes past a " +
+       std::to_string(alignment) + "-byte boundary cast to a type of that alignment");
+}
+
+// (always inlined: it sits on every vector load of the emulated kernels)
 template <typename To, typename From>
-To checked_reinterpret(From&& from) {  // by reference: a cast to a reference type stays one
+[[gnu::always_inline]] inline To checked_reinterpret(From&& from) {  // by reference: a cast to a reference type stays one
   if constexpr (std::is_pointer_v<To> && std::is_pointer_v<std::remove_reference_t<From>>) {
     using Pointee = std::remove_cv_t<std::remove_pointer_t<To>>;
     if constexpr (!std::is_void_v<Pointee>) {
       const auto address = reinterpret_cast<uintptr_t>(from);
-      if (address % alignof(Pointee) != 0)
-        fail("misaligned address: a pointer " + std::to_string(address % alignof(Pointee)) +
-             " bytes past a " + std::to_string(alignof(Pointee)) + "-byte boundary cast to a type of that alignment");
+      if (address % alignof(Pointee) != 0) fail_misaligned(address, alignof(Pointee));
     }
   }
   return reinterpret_cast<To>(from);
