@@ -34,13 +34,11 @@ std::tuple<at::Tensor, at::Tensor> pck_counts_cpu(const at::Tensor& pred, const 
   at::Tensor valid = at::zeros({K}, i64);
   const auto cd = pck_compute_dtype(pred);
   const at::Tensor p = pred.to(cd).contiguous(), g = gt.to(cd).contiguous();
-  // visible > 0 in the mask's own dtype (a float64 1e-300 is visible; as float32 it would be 0)
-  const at::Tensor v = visible.gt(0).contiguous(), n = norm.to(cd).contiguous();
+  const at::Tensor v = visible_as(visible, cd), n = norm.to(cd).contiguous();
   const at::Tensor t = thresholds.to(cd).contiguous();
   AT_DISPATCH_FLOATING_TYPES(cd, "pck_counts_cpu", [&] {
     const scalar_t *pp = p.data_ptr<scalar_t>(), *gp = g.data_ptr<scalar_t>();
-    const bool* vp = v.data_ptr<bool>();
-    const scalar_t* np_ = n.data_ptr<scalar_t>();
+    const scalar_t *vp = v.data_ptr<scalar_t>(), *np_ = n.data_ptr<scalar_t>();
     const scalar_t* tp = t.data_ptr<scalar_t>();
     // thresholds that can be hit, ascending (a NaN threshold is never hit: left out)
     std::vector<int64_t> order;

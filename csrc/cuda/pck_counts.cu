@@ -55,7 +55,7 @@ __global__ void __launch_bounds__(kPckDirectBlock)
   for (int i = 0; i < kPckPerThread; ++i) {
     const int64_t n = block_first + i * stride + threadIdx.x;
     dist[i] = T(0);
-    if (i < slots && n < N) {
+    if (n < N) {  // (never in a slot past `slots`)
       const int64_t e = n * K + k;
       const T gx = gt[2 * e], gy = gt[2 * e + 1];
       if (pck_valid(vis[e], norm[n], gx, gy)) {

@@ -83,10 +83,10 @@ inline PoseLossForwardTensors pose_loss_forward_tensors(const at::Tensor& logits
   const int64_t B = logits.size(0), K = logits.size(1);
   const auto acc = pose_loss_acc_dtype(logits);
   const auto opts = logits.options().dtype(acc);
-  return {logits.contiguous(),          keypoints.to(acc).contiguous(),
+  return {logits.contiguous(),      keypoints.to(acc).contiguous(),
           visible_as(visible, acc), joint_weights.to(acc).contiguous(),
-          at::empty({3}, opts),         at::empty({B, K, 2}, opts),
-          at::empty({B, K}, opts),      at::empty({}, opts),
+          at::empty({3}, opts),     at::empty({B, K, 2}, opts),
+          at::empty({B, K}, opts),  at::empty({}, opts),
           at::empty({B, K}, opts)};
 }
 

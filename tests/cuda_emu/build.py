@@ -56,8 +56,8 @@ def _check_launch_bounds(text: str) -> str:
     most N threads (a GPU refuses the launch otherwise); the rest of the line is kept."""
     parts, pos = [], 0
     for m in LAUNCH_BOUNDS.finditer(text):
-        if m.start() < pos or "//" in text[text.rfind("\n", 0, m.start()) + 1:m.start()]:
-            continue  # in a comment, or inside what the previous match consumed
+        if "//" in text[text.rfind("\n", 0, m.start()) + 1:m.start()]:
+            continue  # in a comment
         body = text.find("{", m.end())
         if body < 0 or text.find(";", m.end(), body) >= 0:
             continue  # a declaration without a body: left for UNHANDLED to report
