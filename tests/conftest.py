@@ -13,7 +13,7 @@ def cuda_available():
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a visible CUDA GPU")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def coco_dir():
     """The real COCO keypoints subset, via POSEFAST_COCO_DIR (default ../shared/data/coco_kpts)."""
     path = os.environ.get("POSEFAST_COCO_DIR", os.path.join(REPO, "..", "shared", "data", "coco_kpts"))

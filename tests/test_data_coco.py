@@ -12,16 +12,6 @@ from posefast.data import CocoKeypoints
 from posefast.data.annotations import load_person_records
 from posefast.data.bad_input import BadInputPolicy
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def coco_root():
-    path = os.environ.get("POSEFAST_COCO_DIR", os.path.join(REPO, "..", "shared", "data", "coco_kpts"))
-    if not os.path.isfile(os.path.join(path, "val.json")):
-        pytest.skip(f"COCO keypoints subset not found at {path} (set POSEFAST_COCO_DIR)")
-    return path
-
 
 def pycocotools_counts(ann_file):
     """(images, persons) with >= 1 non-crowd person with num_keypoints > 0, per pycocotools."""
@@ -37,20 +27,20 @@ def pycocotools_counts(ann_file):
 
 
 @pytest.mark.parametrize("split", ["train", "val"])
-def test_counts_match_pycocotools(coco_root, split):
-    ann_file = os.path.join(coco_root, f"{split}.json")
+def test_counts_match_pycocotools(coco_dir, split):
+    ann_file = os.path.join(coco_dir, f"{split}.json")
     records = load_person_records(ann_file, BadInputPolicy(skip_bad=False))
     assert (len(records), sum(len(r.persons) for r in records)) == pycocotools_counts(ann_file)
 
 
 @pytest.fixture(scope="module")
-def val_topdown(coco_root, tmp_path_factory):
-    return CocoKeypoints(os.path.join(coco_root, "val.json"), os.path.join(coco_root, "images"),
+def val_topdown(coco_dir, tmp_path_factory):
+    return CocoKeypoints(os.path.join(coco_dir, "val.json"), os.path.join(coco_dir, "images"),
                          cache_dir=str(tmp_path_factory.mktemp("cache")), progress=False)
 
 
-def test_topdown_has_one_sample_per_person(coco_root, val_topdown):
-    images, persons = pycocotools_counts(os.path.join(coco_root, "val.json"))
+def test_topdown_has_one_sample_per_person(coco_dir, val_topdown):
+    images, persons = pycocotools_counts(os.path.join(coco_dir, "val.json"))
     assert len(val_topdown) == persons and val_topdown.num_images == images
     assert val_topdown.images.shape[1:] == (*val_topdown.cache_size, 3) and val_topdown.images.dtype == np.uint8
     assert len(np.unique(val_topdown.ann_id)) == len(val_topdown)
@@ -60,9 +50,9 @@ def test_topdown_has_one_sample_per_person(coco_root, val_topdown):
     assert (w >= val_topdown.bbox[:, 2] * 1.25 - 1e-6).all() and (h >= val_topdown.bbox[:, 3] * 1.25 - 1e-6).all()
 
 
-def test_image_mode_letterboxes_whole_image_first_person(coco_root, tmp_path):
-    ann_file = os.path.join(coco_root, "val.json")
-    dataset = CocoKeypoints(ann_file, os.path.join(coco_root, "images"), mode="image", subset=15,
+def test_image_mode_letterboxes_whole_image_first_person(coco_dir, tmp_path):
+    ann_file = os.path.join(coco_dir, "val.json")
+    dataset = CocoKeypoints(ann_file, os.path.join(coco_dir, "images"), mode="image", subset=15,
                             cache_dir=str(tmp_path), progress=False)
     assert len(dataset) == dataset.num_images == 15
     coco = COCO(ann_file)
@@ -77,8 +67,8 @@ def test_image_mode_letterboxes_whole_image_first_person(coco_root, tmp_path):
         assert np.isclose(box_w, width) or np.isclose(box_h, height)  # fits exactly along one side
 
 
-def test_subset_is_deterministic_from_seed(coco_root, tmp_path):
-    args = (os.path.join(coco_root, "val.json"), os.path.join(coco_root, "images"))
+def test_subset_is_deterministic_from_seed(coco_dir, tmp_path):
+    args = (os.path.join(coco_dir, "val.json"), os.path.join(coco_dir, "images"))
     first = CocoKeypoints(*args, subset=12, seed=3, cache_dir=str(tmp_path / "a"), progress=False)
     again = CocoKeypoints(*args, subset=12, seed=3, cache_dir=str(tmp_path / "b"), progress=False)
     other = CocoKeypoints(*args, subset=12, seed=4, cache_dir=str(tmp_path / "a"), progress=False)
@@ -88,10 +78,10 @@ def test_subset_is_deterministic_from_seed(coco_root, tmp_path):
     assert first.cache_path != other.cache_path
 
 
-def test_cache_is_reused_and_rebuilt_when_inputs_change(coco_root, tmp_path, monkeypatch):
+def test_cache_is_reused_and_rebuilt_when_inputs_change(coco_dir, tmp_path, monkeypatch):
     ann_file = str(tmp_path / "val.json")
-    shutil.copy(os.path.join(coco_root, "val.json"), ann_file)
-    image_dir = os.path.join(coco_root, "images")
+    shutil.copy(os.path.join(coco_dir, "val.json"), ann_file)
+    image_dir = os.path.join(coco_dir, "images")
     cache_dir = str(tmp_path / "cache")
     decoded = []
     real_decode = coco_module.decode_image
@@ -111,9 +101,9 @@ def test_cache_is_reused_and_rebuilt_when_inputs_change(coco_root, tmp_path, mon
     assert not [name for name in os.listdir(cache_dir) if ".tmp-" in name]  # no partial caches left behind
 
 
-def test_env_var_sets_default_cache_dir(coco_root, tmp_path, monkeypatch):
+def test_env_var_sets_default_cache_dir(coco_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("POSEFAST_CACHE_DIR", str(tmp_path / "from_env"))
-    dataset = CocoKeypoints(os.path.join(coco_root, "val.json"), os.path.join(coco_root, "images"), subset=2,
+    dataset = CocoKeypoints(os.path.join(coco_dir, "val.json"), os.path.join(coco_dir, "images"), subset=2,
                             progress=False)
     assert dataset.cache_path.startswith(str(tmp_path / "from_env"))
 

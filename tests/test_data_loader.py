@@ -12,20 +12,10 @@ from posefast.data.normalize import denormalize_to_uint8, normalize_images
 from posefast.data.warp import center_crop_images
 from posefast.skeleton import FLIP_INDEX
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 @pytest.fixture(scope="module")
-def coco_root():
-    path = os.environ.get("POSEFAST_COCO_DIR", os.path.join(REPO, "..", "shared", "data", "coco_kpts"))
-    if not os.path.isfile(os.path.join(path, "val.json")):
-        pytest.skip(f"COCO keypoints subset not found at {path} (set POSEFAST_COCO_DIR)")
-    return path
-
-
-@pytest.fixture(scope="module")
-def dataset(coco_root, tmp_path_factory):
-    return CocoKeypoints(os.path.join(coco_root, "val.json"), os.path.join(coco_root, "images"), subset=16,
+def dataset(coco_dir, tmp_path_factory):
+    return CocoKeypoints(os.path.join(coco_dir, "val.json"), os.path.join(coco_dir, "images"), subset=16,
                          cache_dir=str(tmp_path_factory.mktemp("cache")), progress=False)
 
 
@@ -101,7 +91,7 @@ def test_targets_follow_the_model_stride(dataset, stride):
     assert first_batch(dataset, None, output_stride=stride, render_targets=False).targets is None
 
 
-def test_images_align_with_original_pixels(dataset, coco_root):
+def test_images_align_with_original_pixels(dataset, coco_dir):
     """Pixels of an augmented input, mapped back through the affine, match the original JPEG."""
     batch = first_batch(dataset, AugmentConfig(rotation_prob=1.0, flip_prob=0.5))
     pixels = denormalize_to_uint8(batch.images).astype(np.float64)
@@ -109,7 +99,7 @@ def test_images_align_with_original_pixels(dataset, coco_root):
     errors = []
     for i in range(len(batch)):
         record = dataset[int(batch.indices[i])]
-        original = decode_image(os.path.join(coco_root, "images", f"{int(record['image_id']):012d}.jpg")).astype(float)
+        original = decode_image(os.path.join(coco_dir, "images", f"{int(record['image_id']):012d}.jpg")).astype(float)
         ij = torch.from_numpy(rng.integers([20, 20], [236, 172], (200, 2)).astype(np.float64))
         xy = invert_keypoints(ij.flip(-1)[None], batch.affine[i:i + 1])[0].numpy()
         height, width = original.shape[:2]
