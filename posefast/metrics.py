@@ -4,7 +4,9 @@ Normalisers:
 
 * **torso size** (the original study's PCK@0.2): the longer of the two torso diagonals,
   left shoulder to right hip and right shoulder to left hip, each counted only when both of
-  its joints are visible; an instance with neither diagonal has torso size 0 and is left out.
+  its joints are labelled (``visible > 0``: COCO's v = 1 occluded and v = 2 visible alike); an
+  instance with neither diagonal has torso size 0 and is left out (on the COCO subset's
+  val.json, 213 of the 698 persons).
 * **bbox size** (mmpose's ``PCKAccuracy`` with ``norm_item='bbox'``): ``max(w, h)`` of the
   person box.
 """
@@ -37,7 +39,8 @@ class PckResult:
 
 
 def torso_size(gt_keypoints, visible):
-    """``[N]`` torso sizes (see module docstring) of ``[N, 17, 2]`` ground truth."""
+    """``[N]`` torso sizes (see module docstring) of ``[N, 17, 2]`` ground truth; ``visible``
+    ``[N, 17]`` is the labelled mask (``> 0`` counts)."""
     vis = visible > 0
     sizes = []
     for a, b in TORSO_DIAGONALS:
