@@ -163,12 +163,21 @@ def read_checkpoint(path: str, map_location="cpu") -> dict:
 def load_checkpoint(path: str, *, model, optimizer=None, scheduler=None, scaler=None, map_location="cpu",
                     restore_rng: bool = True) -> dict:
     """Load ``path`` into the given objects (those passed) and return the whole mapping."""
-    ckpt = read_checkpoint(path, map_location)
+    return restore_checkpoint(read_checkpoint(path, map_location), path, model=model, optimizer=optimizer,
+                              scheduler=scheduler, scaler=scaler, restore_rng=restore_rng)
+
+
+def restore_checkpoint(ckpt: dict, path: str, *, model, optimizer=None, scheduler=None, scaler=None,
+                       restore_rng: bool = True) -> dict:
+    """Load the mapping ``ckpt`` (read from ``path``) into the given objects; ``ckpt``."""
     wanted = {"optimizer": optimizer, "scheduler": scheduler, "rng": restore_rng or None}
     absent = [key for key, obj in wanted.items() if obj is not None and key not in ckpt]
     if absent:
         raise CheckpointError(f"{path} holds weights only (no {', '.join(absent)}): resume from a run's last.pt")
-    unwrap(model).load_state_dict(ckpt["model"])
+    try:
+        unwrap(model).load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: its weights do not fit this model: {str(exc)[:300]}") from None
     if optimizer is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
     if scheduler is not None:

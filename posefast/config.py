@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
 import os
 import re
 import types
@@ -235,11 +236,14 @@ def config_help() -> str:
 
 
 def read_yaml(path: str) -> dict:
-    """The mapping in a YAML config file (ConfigError if absent or not a mapping)."""
+    """The mapping in a YAML config file (ConfigError if absent, not YAML or not a mapping)."""
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
     with open(path) as f:
-        data = yaml.safe_load(f) or {}
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys")
     return data
@@ -274,22 +278,74 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                           f"(dataset is {cfg.dataset!r}, which would ignore them)")
     if cfg.warmup_epochs < 0 or cfg.grad_clip < 0 or not 0 <= cfg.min_lr_ratio <= 1:
         raise ConfigError("warmup_epochs and grad_clip must be >= 0, min_lr_ratio in [0, 1]")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
+    cfg.augment_options = checked_augment_options(cfg.augment_options)
     return cfg
 
 
+def checked_augment_options(options: dict) -> dict:
+    """``augment_options`` with every key an :class:`~posefast.data.AugmentConfig` field and
+    every value of that field's type and range (ConfigError otherwise)."""
+    from posefast.data.augment import AugmentConfig
+
+    hints = typing.get_type_hints(AugmentConfig)
+    fields = [f.name for f in dataclasses.fields(AugmentConfig)]
+    checked = {}
+    for key, value in options.items():
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            colon = " (write 'key: value', with a space after the colon)" if ":" in str(key) else ""
+            raise ConfigError(f"augment_options: unknown key {key!r}{colon}{hint}; the keys are {', '.join(fields)}")
+        checked[key] = coerce(f"augment_options.{key}", value, hints[key])
+        high = 1.0 if key.endswith("_prob") or key == "scale" else math.inf
+        if not 0 <= checked[key] <= high or (key == "scale" and checked[key] >= 1):
+            bounds = "in [0, 1)" if key == "scale" else "in [0, 1]" if high == 1 else ">= 0"
+            raise ConfigError(f"augment_options.{key} must be {bounds}, got {value!r}")
+    return checked
+
+
+def yaml_values(path: str) -> dict:
+    """The config keys of a YAML file (a run's recorded findings left out), names checked."""
+    return {check_key(key, path): value for key, value in read_yaml(path).items() if key not in RUN_RECORD_KEYS}
+
+
 def load_config(argv: list[str] | None = None, **overrides) -> TrainConfig:
-    """Defaults <- ``--config`` YAML <- command-line ``--key value`` <- ``overrides``."""
+    """Defaults <- ``--config`` YAML <- command-line ``--key value`` <- ``overrides``.
+
+    Resuming (``resume: true``) without ``--config`` starts from the run's own
+    ``out_dir/config.yaml`` instead of the defaults: ``--out_dir RUN --resume`` continues RUN
+    as it was configured (the training loop then checks that against ``last.pt``)."""
     config_path, cli = parse_overrides(list(argv or []))
-    values = {}
-    if config_path:
-        for key, value in read_yaml(config_path).items():
-            if key not in RUN_RECORD_KEYS:
-                values[check_key(key, config_path)] = value
+    values = yaml_values(config_path) if config_path else {}
     values.update(cli)
     for key, value in overrides.items():
         values[check_key(key, "overrides")] = value
+    if not config_path and coerce("resume", values.get("resume", False), bool):
+        run_config = os.path.join(str(values.get("out_dir", FIELDS["out_dir"].default)), "config.yaml")
+        if os.path.isfile(run_config):
+            values = {**yaml_values(run_config), **values}
     checked = {name: coerce(name, value, HINTS[name]) for name, value in values.items()}
     return validate(TrainConfig(**checked))
+
+
+# What a resumed run may change: how long it runs, where its files are, how it shows progress
+# and what hardware runs it (the fused and unfused losses compute the same thing; the encoder's
+# starting weights are replaced by the checkpoint's). Every other key is part of what the
+# checkpoint was trained with.
+RESUME_MAY_CHANGE = frozenset({
+    "epochs", "time_limit_min", "resume", "progress", "pictures_interval_s", "out_dir", "cache_dir",
+    "data_dir", "train_json", "train_images", "val_json", "val_images", "synthetic_root", "skip_bad",
+    "device", "amp", "cpu_amp", "channels_last", "cudnn_benchmark", "compile", "fused_loss", "pretrained"})
+
+
+def resume_conflicts(cfg: TrainConfig, saved: dict) -> list[str]:
+    """``"key: saved -> now"`` for each key outside :data:`RESUME_MAY_CHANGE` where ``cfg``
+    differs from a checkpoint's saved config."""
+    theirs, ours = to_dict(config_from_dict(saved)), to_dict(cfg)
+    return [f"{key}: {theirs[key]!r} -> {ours[key]!r}" for key in ours
+            if key not in RESUME_MAY_CHANGE and ours[key] != theirs[key]]
 
 
 def config_from_dict(data: dict) -> TrainConfig:

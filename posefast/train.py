@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import random
 import sys
 import time
@@ -29,9 +30,10 @@ import yaml
 from tqdm import tqdm
 
 from posefast import metrics
-from posefast.checkpoint import BackgroundCheckpointer, load_checkpoint, unwrap
+from posefast.checkpoint import (BackgroundCheckpointer, CheckpointError, read_checkpoint, restore_checkpoint,
+                                 unwrap)
 from posefast.config import (ConfigError, TrainConfig, check_output_dir, coco_paths, config_help, load_config,
-                             to_dict)
+                             resume_conflicts, to_dict)
 from posefast.data.bad_input import BadInputError
 from posefast.distributed import (DistContext, all_reduce_sum, barrier, broadcast_buffers, gather_to_main,
                                   init_distributed, shutdown)
@@ -387,6 +389,20 @@ def fit_epochs_to_budget(budget: TimeBudget, done: int, planned: int, last_epoch
     return fits
 
 
+def check_device_and_weights(cfg: TrainConfig) -> None:
+    """ConfigError, before any work, for a CUDA device this machine lacks or a weights file
+    that is not there."""
+    if cfg.device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(cfg.device.partition(":")[2] or 0)
+        if index >= count:
+            raise ConfigError(f"device {cfg.device!r}: this machine has {count} CUDA device(s); use --device "
+                              f"{'cpu' if count == 0 else 'cuda:0'} (or auto)")
+    if cfg.pretrained not in ("auto", "none", "download") and not os.path.isfile(cfg.pretrained):
+        raise ConfigError(f"pretrained: no weights file at {cfg.pretrained!r} (a torchvision resnet18 state dict; "
+                          "or auto, none, download)")
+
+
 def train(cfg: TrainConfig, stop_after: int | None = None) -> dict | None:
     """Run (or resume) training as configured; the last epoch's metrics record on rank 0.
 
@@ -395,6 +411,7 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> dict | None:
     """
     if cfg.dataset == "coco":
         coco_paths(cfg)  # a missing dataset is a ConfigError before anything starts
+    check_device_and_weights(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         check_output_dir(cfg.out_dir)
     ctx = init_distributed(cfg.device)
@@ -416,12 +433,34 @@ def trim_metrics_log(path: str, epochs_done: int) -> None:
         f.writelines(kept)
 
 
+def resume_checkpoint(cfg: TrainConfig, last_path: str) -> dict:
+    """The run's ``last.pt``, read onto the CPU, or ConfigError where it is missing or was
+    trained with a configuration ``cfg`` changes (see ``config.RESUME_MAY_CHANGE``).
+
+    On the CPU: load_state_dict moves the weights and moments to the parameters' device, while
+    Adam's ``step`` counters stay on the CPU as the optimizer keeps them (loaded onto the GPU
+    they stay there, and every step then reads each with ``.item()``)."""
+    if not os.path.isfile(last_path):
+        raise ConfigError(f"resume: no checkpoint at {last_path}")
+    ckpt = read_checkpoint(last_path, map_location="cpu")
+    conflicts = resume_conflicts(cfg, ckpt["config"])
+    if conflicts:
+        raise ConfigError(f"resume: {last_path} was trained with another configuration ({'; '.join(conflicts)}). "
+                          f"Resume it as it was (--out_dir {os.path.dirname(last_path)} --resume, changing only "
+                          f"epochs, time or hardware keys), or train the new configuration into a new out_dir")
+    return ckpt
+
+
 def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict | None:
     started = time.perf_counter()  # a time budget counts the data preparation (crop caches) too
     out_dir = os.path.abspath(cfg.out_dir)
     last_path, best_path = os.path.join(out_dir, "last.pt"), os.path.join(out_dir, "best.pt")
-    if cfg.resume and not os.path.isfile(last_path):
-        raise ConfigError(f"resume: no checkpoint at {last_path}")
+    ckpt = resume_checkpoint(cfg, last_path) if cfg.resume else None
+    if ckpt is not None and ckpt["epoch"] >= cfg.epochs:
+        if ctx.is_main:
+            print(f"posefast.train: nothing to do: {last_path} holds {ckpt['epoch']} of {cfg.epochs} planned "
+                  f"epochs (raise --epochs to train on)", flush=True)
+        return ckpt["metrics"]
     files = dataset_files(cfg) if ctx.is_main else None
     if ctx.enabled:
         holder = [files]
@@ -430,8 +469,12 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
     seed_everything(cfg.seed + ctx.rank)
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
-    model = build_model(cfg.model, pretrained=cfg.pretrained, output_stride=cfg.output_stride,
-                        head_bias=cfg.head_bias).to(ctx.device)
+    try:
+        model = build_model(cfg.model, pretrained=cfg.pretrained, output_stride=cfg.output_stride,
+                            head_bias=cfg.head_bias)
+    except (OSError, ValueError, RuntimeError, pickle.UnpicklingError) as exc:  # unreadable or foreign weights, offline
+        raise ConfigError(f"pretrained {cfg.pretrained!r}: {exc}") from exc
+    model = model.to(ctx.device)
     pretrained = model.pretrained
     if use_channels_last(cfg, ctx):
         model = model.to(memory_format=torch.channels_last)
@@ -443,13 +486,10 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
     scheduler = build_scheduler(cfg, optimizer, len(train_loader))
     scaler = torch.amp.GradScaler(enabled=False)  # bf16 needs no loss scaling; kept for the checkpoint format
     start_epoch, best, record = 0, -1.0, None
-    if cfg.resume:
-        # map_location cpu: load_state_dict moves the weights and moments to the parameters'
-        # device, while Adam's `step` counters stay on the CPU as the optimizer keeps them
-        # (loaded onto the GPU they stay there, and every step then reads each with .item())
-        ckpt = load_checkpoint(last_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                               map_location="cpu")
+    if ckpt is not None:
+        restore_checkpoint(ckpt, last_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
         start_epoch, best, pretrained, record = ckpt["epoch"], ckpt["best"], ckpt["pretrained"], ckpt["metrics"]
+        ckpt = None  # its tensors are copied into the model and optimizer
         scheduler.lr_lambdas[0].total_steps = cfg.epochs * len(train_loader)  # the plan is the config's again
         if ctx.rank:
             seed_everything(cfg.seed + ctx.rank + 1000 * start_epoch)
@@ -518,6 +558,9 @@ def main(argv: list[str] | None = None) -> int:
         train(cfg)
     except ConfigError as exc:
         print(f"posefast.train: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except CheckpointError as exc:
+        print(f"posefast.train: checkpoint error: {exc}", file=sys.stderr)
         return 2
     except BadInputError as exc:
         # an item's error reaches here only with skip_bad off; a whole file's (unreadable JSON,

@@ -4,6 +4,7 @@ import glob
 import os
 
 import pytest
+import torch
 
 from posefast.config import (REPO_ROOT, ConfigError, TrainConfig, check_output_dir, coco_paths, load_config,
                              to_dict)
@@ -44,6 +45,13 @@ def test_cli_overrides_yaml_and_converts_types(tmp_path):
     (["--epochs"], "needs a value"),
     (["stray"], "unexpected argument"),
     (["--config", "/nonexistent/x.yaml"], "config file not found"),
+    (["--device", "gpu"], "device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
+    (["--augment_options", "{rotaton: 10}"], "augment_options: unknown key 'rotaton'; did you mean rotation"),
+    (["--augment_options", "{half_body_prob:0.5}"], "with a space after the colon"),
+    (["--augment_options", "{rotation: abc}"], "augment_options.rotation: expected a number, got 'abc'"),
+    (["--augment_options", "{half_body_min_joints: 6.5}"], "half_body_min_joints: expected an integer"),
+    (["--augment_options", "{flip_prob: 1.5}"], r"flip_prob must be in \[0, 1\], got 1.5"),
+    (["--augment_options", "{scale: 1}"], r"scale must be in \[0, 1\)"),
 ])
 def test_bad_command_lines_are_config_errors(argv, message):
     with pytest.raises(ConfigError, match=message):
@@ -55,6 +63,18 @@ def test_unknown_key_in_yaml_names_the_file(tmp_path):
     path.write_text("epochs: 2\nlearning_rate: 0.1\n")
     with pytest.raises(ConfigError, match="learning_rate.*bad.yaml"):
         load_config(["--config", str(path)])
+
+
+def test_yaml_syntax_error_names_the_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("epochs: [1\n")
+    with pytest.raises(ConfigError, match="broken.yaml is not valid YAML"):
+        load_config(["--config", str(path)])
+
+
+def test_augment_options_are_checked_and_converted():
+    cfg = load_config(["--augment_options", "{rotation: 10, half_body_prob: 0.3, half_body_min_joints: 6}"])
+    assert cfg.augment_options == {"rotation": 10.0, "half_body_prob": 0.3, "half_body_min_joints": 6}
 
 
 def test_missing_dataset_folder_is_a_clear_error(tmp_path):
@@ -103,6 +123,11 @@ def test_main_reports_config_errors_before_any_work(tmp_path, capsys):
     assert main(["--dataset", "coco", "--data_dir", str(tmp_path / "absent"), "--out_dir", str(tmp_path / "run")]) == 2
     assert "configuration error" in capsys.readouterr().err
     assert main(["--optimizer", "sgd"]) == 2
+    assert main(["--pretrained", str(tmp_path / "absent.pth"), "--out_dir", str(tmp_path / "run")]) == 2
+    assert "pretrained: no weights file" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["--device", "cuda", "--out_dir", str(tmp_path / "run")]) == 2
+        assert "this machine has 0 CUDA device(s)" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "run" / "last.pt")
 
 

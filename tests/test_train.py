@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import posefast.train
-from posefast.config import REPO_ROOT, load_config
+from posefast.config import REPO_ROOT, load_config, to_dict
 from posefast.train import benchmark_training, train
 
 TINY = ["--input_size", "64,32", "--pretrained", "none", "--progress", "false", "--amp", "false"]
@@ -73,6 +73,49 @@ def test_resume_without_a_checkpoint_is_an_error(tiny_root, tmp_path):
 
     with pytest.raises(ConfigError, match="no checkpoint"):
         train(tiny_config(tiny_root, tmp_path / "empty", "--resume", synthetic_train=24, synthetic_val=8))
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(tiny_root):
+    """A finished one-epoch run (UNetPoseNet, so the defaults differ from it)."""
+    out = tiny_root / "one_epoch"
+    train(tiny_config(tiny_root, out, model="unet", synthetic_train=24, synthetic_val=8, epochs=1, batch_size=8))
+    return out
+
+
+def test_resume_without_config_continues_the_run_as_configured(one_epoch_run):
+    cfg = load_config(["--out_dir", str(one_epoch_run), "--resume", "--epochs", "3"])
+    saved = torch.load(one_epoch_run / "last.pt", weights_only=False)["config"]
+    assert cfg.model == "unet" and cfg.epochs == 3 and cfg.resume
+    assert {k: v for k, v in to_dict(cfg).items() if k not in ("epochs", "resume")} == \
+        {k: v for k, v in saved.items() if k not in ("epochs", "resume")}
+
+
+def test_resume_refuses_a_changed_configuration(one_epoch_run, tiny_root):
+    from posefast.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"another configuration \(model: 'unet' -> 'simple'\)"):
+        train(tiny_config(tiny_root, one_epoch_run, "--resume", model="simple", synthetic_train=24, synthetic_val=8,
+                          epochs=2))
+    # what a user typing defaults by mistake gets from the command line: exit 2, the keys named
+    code = posefast.train.main(["--config", os.path.join(REPO_ROOT, "configs", "synthetic_simple.yaml"),
+                                "--out_dir", str(one_epoch_run), "--resume", "--epochs", "2"])
+    assert code == 2
+
+
+def test_resume_of_a_finished_run_says_there_is_nothing_to_do(one_epoch_run, capsys):
+    before = (one_epoch_run / "metrics.jsonl").read_text()
+    assert posefast.train.main(["--out_dir", str(one_epoch_run), "--resume"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert (one_epoch_run / "metrics.jsonl").read_text() == before
+
+
+def test_weights_file_that_is_not_a_resnet18_is_a_config_error(one_epoch_run, tiny_root, tmp_path):
+    from posefast.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"pretrained '.*best.pt': not a ResNet-18 state dict"):
+        train(tiny_config(tiny_root, tmp_path / "run", "--pretrained", str(one_epoch_run / "best.pt"),
+                          synthetic_train=24, synthetic_val=8, epochs=1))
 
 
 def test_ddp_with_gloo_on_two_processes(tiny_root, tmp_path):
