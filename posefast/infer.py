@@ -115,6 +115,11 @@ class Writer:
 
     def __init__(self, source, out_dir):
         self.source, self.out_dir, self.video, self.paths = source, out_dir, None, []
+        if source.kind in ("image", "folder"):
+            inputs = source.spec if source.kind == "folder" else os.path.dirname(os.path.abspath(source.spec))
+            if os.path.realpath(out_dir) == os.path.realpath(inputs):
+                raise InferInputError(f"output folder {out_dir} holds the input images: their drawn copies would "
+                                      "overwrite them; choose another --output")
         os.makedirs(out_dir, exist_ok=True)
 
     def write(self, frame, image_rgb):
@@ -141,15 +146,17 @@ class Writer:
 
 def run_inference(checkpoint, input_spec, output="posefast_infer", boxes_file=None, device="auto", batch=None,
                   decoder="soft_argmax", flip=False, draw_threshold=0.3, min_box_score=0.0, max_frames=None,
-                  progress=True) -> dict:
+                  progress=True, skip_bad=False) -> dict:
     """Run on every frame of ``input_spec``; writes the drawn frames and ``predictions.json``
-    into ``output`` and returns a summary (counts, timings, frames/s, output paths)."""
+    into ``output`` and returns a summary (counts, timings, frames/s, output paths, the images
+    skipped as unreadable with ``skip_bad``). Without ``skip_bad`` an unreadable image stops
+    the run with its path named, after the frames before it are written."""
     from posefast.distributed import pick_device
 
     dev = pick_device(device)
     runner = PoseRunner(checkpoint, dev, decoder, flip)
     boxes, names = load_boxes(boxes_file, min_box_score) if boxes_file else (None, None)
-    source = Source(input_spec, max_frames)
+    source = Source(input_spec, max_frames, skip_bad)
     batch = batch or (16 if dev.type == "cuda" else 4)
     writer, results, frames_done, chunk = Writer(source, output), [], 0, []
     start = time.perf_counter()
@@ -175,6 +182,11 @@ def run_inference(checkpoint, input_spec, output="posefast_infer", boxes_file=No
             flush()
     except KeyboardInterrupt:
         flush()  # keep what was read before Ctrl-C
+    except InferInputError as exc:  # an unreadable image: keep the frames before it
+        flush()
+        write_json(results, os.path.join(output, "predictions.json"))
+        raise InferInputError(f"{exc} (the {frames_done} frame(s) before it are written to {output}; --skip-bad "
+                              "skips and counts unreadable images)") from None
     finally:
         bar.close()
         writer.close()
@@ -184,7 +196,7 @@ def run_inference(checkpoint, input_spec, output="posefast_infer", boxes_file=No
             "frames_per_s": frames_done / elapsed if elapsed > 0 else float("inf"),
             "network_persons_per_s": runner.persons / runner.network_s if runner.network_s > 0 else float("inf"),
             "device": str(dev), "batch_frames": batch, "protocol": "topdown (boxes)" if boxes_file else "image",
-            "outputs": writer.paths, "predictions": predictions}
+            "outputs": writer.paths, "predictions": predictions, "skipped": source.skipped}
 
 
 def parse_args(argv):
@@ -200,6 +212,8 @@ def parse_args(argv):
     parser.add_argument("--draw-threshold", type=float, default=0.3, help="draw joints with confidence >= this")
     parser.add_argument("--min-box-score", type=float, default=0.0)
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (video, webcam)")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="skip and count images that cannot be decoded instead of stopping at the first")
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
 
@@ -210,7 +224,7 @@ def main(argv=None) -> int:
     try:
         summary = run_inference(args.checkpoint, args.input, args.output, args.boxes, args.device, args.batch,
                                 args.decoder, args.flip, args.draw_threshold, args.min_box_score, args.max_frames,
-                                not args.no_progress)
+                                not args.no_progress, args.skip_bad)
     except (InferInputError, CheckpointError, RuntimeError) as exc:
         print(f"posefast.infer: error: {exc}", file=sys.stderr)
         return 2
@@ -219,6 +233,9 @@ def main(argv=None) -> int:
     print(f"posefast.infer: {summary['frames']} frames ({summary['kind']}, {summary['protocol']} protocol), "
           f"{summary['persons']} persons in {summary['seconds']:.2f} s: {summary['frames_per_s']:.1f} frames/s "
           f"end to end (batches of {summary['batch_frames']} frames){network}")
+    if summary["skipped"]:
+        print(f"posefast.infer: skipped {len(summary['skipped'])} unreadable image(s): "
+              + "; ".join(summary["skipped"][:3]) + (" ..." if len(summary["skipped"]) > 3 else ""))
     print(f"wrote {summary['predictions']} and {len(summary['outputs'])} picture/video file(s) in "
           f"{os.path.dirname(summary['predictions'])}")
     return 0

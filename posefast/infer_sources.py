@@ -37,10 +37,13 @@ class Source:
 
     ``kind`` is ``"image"``, ``"folder"``, ``"video"`` or ``"webcam"``; ``fps`` the video's
     frame rate (else None); ``name`` a stem for output files. ``max_frames`` stops early.
+    An image that cannot be decoded is an :class:`InferInputError` naming it, or, with
+    ``skip_bad``, skipped and listed in ``skipped`` (``"path: reason"``).
     """
 
-    def __init__(self, spec: str, max_frames: int | None = None):
+    def __init__(self, spec: str, max_frames: int | None = None, skip_bad: bool = False):
         self.spec, self.max_frames, self.fps = str(spec), max_frames, None
+        self.skip_bad, self.skipped = skip_bad, []
         if os.path.isdir(self.spec):
             self.kind = "folder"
             self.files = sorted(f for f in os.listdir(self.spec) if f.lower().endswith(IMAGE_EXTENSIONS))
@@ -88,7 +91,10 @@ class Source:
             try:
                 image = decode_image(path)
             except BadInputError as exc:
-                raise InferInputError(str(exc)) from None
+                if not self.skip_bad:
+                    raise InferInputError(str(exc)) from None
+                self.skipped.append(str(exc))
+                continue
             stem = os.path.splitext(os.path.basename(path))[0]
             yield Frame(image, os.path.basename(path), int(stem) if stem.isdigit() else index, index)
 

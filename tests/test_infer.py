@@ -121,3 +121,33 @@ def test_bad_input_is_one_clear_line(tiny_run, tmp_path, capsys, case):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("posefast.infer: error: ") and "Traceback" not in err
     assert (checkpoint if case == "wrong_checkpoint" else str(target)) in err
+
+
+def test_output_folder_of_the_inputs_is_refused(tiny_run, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(val_images(tiny_run, 1)[0], folder)
+    (name,) = os.listdir(folder)
+    before = (folder / name).read_bytes()
+    assert run(tiny_run, "--input", str(folder), "--output", str(folder)) == 2
+    assert run(tiny_run, "--input", str(folder / name), "--output", str(tmp_path / "photos" / ".")) == 2
+    assert "would overwrite them" in capsys.readouterr().err
+    assert (folder / name).read_bytes() == before and os.listdir(folder) == [name]
+
+
+def test_unreadable_image_in_a_folder_keeps_the_frames_before_it_or_is_skipped(tiny_run, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = val_images(tiny_run, 3)
+    for index, path in enumerate(good):
+        shutil.copy(path, folder / f"{index}_{os.path.basename(path)}")
+    (folder / "1b_broken.jpg").write_bytes(open(good[0], "rb").read()[:300])  # sorts after the second image
+    assert run(tiny_run, "--input", str(folder), "--output", str(tmp_path / "stop"), "--batch", "4") == 2
+    err = capsys.readouterr().err
+    assert "1b_broken.jpg" in err and "the 2 frame(s) before it are written" in err
+    assert len(load(tmp_path / "stop" / "predictions.json")) == 2
+    assert sorted(os.listdir(tmp_path / "stop")) == sorted(os.listdir(folder))[:2] + ["predictions.json"]
+
+    assert run(tiny_run, "--input", str(folder), "--output", str(tmp_path / "skip"), "--skip-bad") == 0
+    assert "skipped 1 unreadable image(s)" in capsys.readouterr().out and "1b_broken.jpg" in err
+    assert len(load(tmp_path / "skip" / "predictions.json")) == 3
