@@ -61,6 +61,24 @@ def test_missing_image(tmp_path):
     assert again.skipped == {"missing_image": 1}
 
 
+def test_cache_follows_the_image_files(tmp_path):
+    """An image put back, replaced or edited after a cache was built gets a new cache."""
+    ann_file, image_dir = write_dataset(tmp_path, good_coco())
+    image = tmp_path / "images" / "000000000002.jpg"
+    saved = image.read_bytes()
+    image.unlink()
+    with pytest.warns(UserWarning, match="missing_image: 1"):
+        assert len(load(tmp_path, ann_file, image_dir, skip_bad=True)) == 3
+    image.write_bytes(saved)  # put back: every person again
+    restored = load(tmp_path, ann_file, image_dir, skip_bad=True)
+    assert len(restored) == 4 and restored.skipped == {}
+    row = int(np.flatnonzero(restored.image_id == 2)[0])
+    cv2.imwrite(str(image), np.full((80, 64, 3), 255, np.uint8))  # replaced by another picture, same name
+    replaced = load(tmp_path, ann_file, image_dir, skip_bad=True)
+    assert replaced.cache_path != restored.cache_path
+    assert not np.array_equal(replaced.images[replaced.row[row]], restored.images[restored.row[row]])
+
+
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])
 def test_corrupt_or_truncated_jpeg(tmp_path, damage):
     ann_file, image_dir = write_dataset(tmp_path, good_coco())

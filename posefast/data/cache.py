@@ -3,7 +3,8 @@
 A cache lives in ``<cache_dir>/<name>-<key>/`` with ``images.npy`` (``[rows, Hc, Wc, 3]``,
 opened with ``np.load(mmap_mode="r")``), ``samples.npz`` (per-sample metadata) and
 ``meta.json`` (the parameters, human readable). The key hashes everything that shapes the
-content, so changing any of it (or editing the annotation file) builds a new cache. A cache
+content, so changing any of it (editing the annotation file, or adding, removing or replacing a
+file of the image folder) builds a new cache. A cache
 is written to a temporary folder and renamed into place only once complete.
 """
 import hashlib
@@ -26,6 +27,22 @@ def file_identity(path):
     """A string that changes when the file is replaced or edited: absolute path, size, mtime."""
     stat = os.stat(path)
     return f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def folder_identity(path):
+    """A short hash that changes when a file below ``path`` is added, removed, replaced or
+    edited (relative path, size and mtime of each; one ``stat`` per file)."""
+    digest = hashlib.sha256(os.path.abspath(path).encode())
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            try:
+                stat = os.stat(full)
+            except OSError:  # a dangling link: as good as absent
+                continue
+            digest.update(f"{os.path.relpath(full, path)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def cache_key(params):

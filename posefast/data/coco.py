@@ -10,7 +10,8 @@ import tqdm
 
 from posefast.data.annotations import load_person_records
 from posefast.data.bad_input import BadInputError, BadInputPolicy
-from posefast.data.cache import CacheWriter, cache_key, default_cache_dir, file_identity, load_cache
+from posefast.data.cache import (CacheWriter, cache_key, default_cache_dir, file_identity, folder_identity,
+                                 load_cache)
 from posefast.data.geometry import box_to_center_size, crop_affine
 from posefast.data.image_decode import decode_image
 
@@ -93,7 +94,8 @@ class CocoKeypoints:
         # Even margins keep the un-augmented crop an integer shift of the cached crop.
         self.cache_size = tuple(s + 2 * int(round(s * (cache_margin - 1) / 2)) for s in self.input_size)
         params = {
-            "ann_file": file_identity(ann_file), "image_dir": os.path.abspath(image_dir), "mode": mode,
+            "ann_file": file_identity(ann_file), "image_dir": os.path.abspath(image_dir),
+            "image_files": folder_identity(image_dir), "mode": mode,
             "input_size": self.input_size, "cache_size": self.cache_size, "subset": subset,
             "seed": seed if subset is not None else None, "skip_bad": bool(skip_bad), "padding": padding,
         }
