@@ -27,10 +27,12 @@ class WarmupCosine:
 
 class TimeBudget:
     """How many epochs fit in ``minutes`` of wall time, judged after each epoch from the
-    duration of the latest one. The first judgement of a process only stops the run when not
-    even one more epoch of that length fits: the first epoch also builds caches and warms up
+    duration of the latest one. The first judgement of a process keeps the plan while at least
+    two more epochs of that length fit: the first epoch also builds caches and warms up
     kernels (on an H200, coco_best's first epoch took 6.5 s and the later ones about 2.4 s),
-    so it would cut the plan, and the schedule with it, to a fraction of what fits."""
+    so it would cut the plan, and the schedule with it, to a fraction of what fits. With room
+    for only one more, that one becomes the last, so the run still ends decayed; with none,
+    the first epoch is the last."""
 
     def __init__(self, minutes: float, start_s: float):
         if not minutes > 0:
@@ -43,6 +45,6 @@ class TimeBudget:
         self.judged += 1
         left_s = self.limit_s - (now_s - self.start_s)
         more = math.floor(left_s / last_epoch_s) if last_epoch_s > 0 else planned
-        if self.judged == 1 and more >= 1:
+        if self.judged == 1 and more >= 2:
             return planned  # judged again after the next epoch, from its time
         return max(epochs_done, min(planned, epochs_done + max(0, more)))

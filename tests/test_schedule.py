@@ -54,3 +54,12 @@ def test_time_budget_stops_at_the_first_epoch_when_no_other_fits():
 def test_time_budget_rejects_a_non_positive_limit(minutes):
     with pytest.raises(ValueError, match="time_limit_min"):
         TimeBudget(minutes, start_s=0.0)
+
+
+def test_time_budget_makes_the_second_epoch_the_last_when_only_it_fits():
+    """With room for one more epoch after the first, the schedule ends on it (decayed), rather
+    than running it at the peak rate and stopping there."""
+    budget = TimeBudget(0.25, start_s=0.0)  # 15 s, the first epoch took 6 s: 9 s left
+    assert budget.epochs_that_fit(epochs_done=1, planned=6, last_epoch_s=6.0, now_s=6.0) == 2
+    roomy = TimeBudget(0.25, start_s=0.0)  # the first epoch took 4 s: two more fit, judged again later
+    assert roomy.epochs_that_fit(epochs_done=1, planned=6, last_epoch_s=4.0, now_s=4.0) == 6
