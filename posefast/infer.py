@@ -209,12 +209,14 @@ def parse_args(argv):
     parser.add_argument("--batch", type=int, default=None, help="frames per forward pass (default: 16 CUDA, 4 CPU)")
     parser.add_argument("--decoder", choices=DECODERS, default="soft_argmax")
     parser.add_argument("--flip", action="store_true", help="flip test (average with the mirrored image)")
-    parser.add_argument("--draw-threshold", type=float, default=0.3, help="draw joints with confidence >= this")
-    parser.add_argument("--min-box-score", type=float, default=0.0)
-    parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (video, webcam)")
-    parser.add_argument("--skip-bad", action="store_true",
+    parser.add_argument("--draw-threshold", "--draw_threshold", type=float, default=0.3,
+                        help="draw joints with confidence >= this")
+    parser.add_argument("--min-box-score", "--min_box_score", type=float, default=0.0)
+    parser.add_argument("--max-frames", "--max_frames", type=int, default=None,
+                        help="stop after this many frames (video, webcam)")
+    parser.add_argument("--skip-bad", "--skip_bad", action="store_true",
                         help="skip and count images that cannot be decoded instead of stopping at the first")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", "--no_progress", action="store_true")
     return parser.parse_args(argv)
 
 

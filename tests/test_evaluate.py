@@ -117,3 +117,15 @@ def test_a_wrong_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert str(bogus) in err and "Traceback" not in err
     assert evaluate_main(["--checkpoint", str(tmp_path / "missing.pt")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_command_line_options_take_underscores_too():
+    """``--batch_size`` as ``train`` spells it, beside ``--batch-size``."""
+    from posefast.evaluate import parse_args as evaluate_args
+    from posefast.infer import parse_args as infer_args
+
+    args = evaluate_args(["--checkpoint", "x.pt", "--batch_size", "8", "--pck_threshold", "0.1", "--skip_bad"])
+    assert (args.batch_size, args.pck_threshold, args.skip_bad) == (8, 0.1, True)
+    assert evaluate_args(["--checkpoint", "x.pt", "--batch-size", "8", "--no-skip-bad"]).skip_bad is False
+    args = infer_args(["--checkpoint", "x.pt", "--input", "a.jpg", "--draw_threshold", "0.5", "--skip_bad"])
+    assert args.draw_threshold == 0.5 and args.skip_bad
