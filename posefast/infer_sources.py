@@ -131,7 +131,10 @@ def load_boxes(path: str, min_score: float = 0.0) -> tuple[dict, dict]:
         raise InferInputError(f"boxes file {path} is not valid JSON: {exc}") from None
     names = {}
     if isinstance(data, dict) and isinstance(data.get("annotations"), list):
-        names = {im["file_name"]: int(im["id"]) for im in data.get("images", [])}
+        try:
+            names = {im["file_name"]: int(im["id"]) for im in data.get("images", [])}
+        except (KeyError, TypeError, ValueError):
+            raise InferInputError(f"boxes file {path}: each of its 'images' needs an 'id' and a 'file_name'") from None
         entries = data["annotations"]
     elif isinstance(data, list):
         entries = data

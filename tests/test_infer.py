@@ -151,3 +151,21 @@ def test_unreadable_image_in_a_folder_keeps_the_frames_before_it_or_is_skipped(t
     assert run(tiny_run, "--input", str(folder), "--output", str(tmp_path / "skip"), "--skip-bad") == 0
     assert "skipped 1 unreadable image(s)" in capsys.readouterr().out and "1b_broken.jpg" in err
     assert len(load(tmp_path / "skip" / "predictions.json")) == 3
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "boxes file not found"),
+    ("{not json", "is not valid JSON"),
+    ('{"boxes": []}', "expected a list of COCO detections or a COCO dataset"),
+    ('[{"image_id": 1, "score": 0.9}]', "malformed entry"),
+    ('{"images": [{"file_name": "a.jpg"}], "annotations": []}', "needs an 'id' and a 'file_name'"),
+])
+def test_bad_boxes_file_names_itself(tmp_path, content, message):
+    from posefast.infer_sources import InferInputError, load_boxes
+
+    path = tmp_path / "boxes.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(InferInputError, match=message) as error:
+        load_boxes(str(path))
+    assert str(path) in str(error.value)
