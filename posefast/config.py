@@ -183,7 +183,9 @@ def parse_overrides(argv: list[str]) -> tuple[Optional[str], dict]:
     while i < len(argv):
         arg = argv[i]
         if not arg.startswith("--"):
-            raise ConfigError(f"unexpected argument {arg!r}; use --key value")
+            after = f" after {argv[i - 2]} {argv[i - 1]}" if i >= 2 and argv[i - 2].startswith("--") else ""
+            raise ConfigError(f"unexpected argument {arg!r}{after}; use --key value (a list is one argument: "
+                              "--input_size 128,96)")
         key, eq, value = arg[2:].partition("=")
         next_is_value = i + 1 < len(argv) and not argv[i + 1].startswith("--")
         if not eq and next_is_value:

@@ -49,5 +49,5 @@ class BadInputPolicy:
         parts = format_counts(self.skipped)
         examples = "; ".join(self.examples.values())
         message = f"{source}: skipped bad input ({parts})" + (f". e.g. {examples}" if examples else "")
-        logger.warning(message)
+        logger.info(message)  # the warning below is what a console shows: once, not twice
         warnings.warn(message, stacklevel=3)
