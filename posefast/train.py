@@ -391,14 +391,15 @@ def fit_epochs_to_budget(budget: TimeBudget, done: int, planned: int, last_epoch
 
 def check_device_and_weights(cfg: TrainConfig) -> None:
     """ConfigError, before any work, for a CUDA device this machine lacks or a weights file
-    that is not there."""
+    that is not there (a resumed run takes its weights from ``last.pt``)."""
     if cfg.device.startswith("cuda"):
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         index = int(cfg.device.partition(":")[2] or 0)
         if index >= count:
             raise ConfigError(f"device {cfg.device!r}: this machine has {count} CUDA device(s); use --device "
                               f"{'cpu' if count == 0 else 'cuda:0'} (or auto)")
-    if cfg.pretrained not in ("auto", "none", "download") and not os.path.isfile(cfg.pretrained):
+    weights_file = cfg.pretrained not in ("auto", "none", "download") and not cfg.resume
+    if weights_file and not os.path.isfile(cfg.pretrained):
         raise ConfigError(f"pretrained: no weights file at {cfg.pretrained!r} (a torchvision resnet18 state dict; "
                           "or auto, none, download)")
 
@@ -469,9 +470,9 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
     seed_everything(cfg.seed + ctx.rank)
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
-    try:
-        model = build_model(cfg.model, pretrained=cfg.pretrained, output_stride=cfg.output_stride,
-                            head_bias=cfg.head_bias)
+    try:  # resumed: the weights come from last.pt (and whether they started pretrained with them)
+        model = build_model(cfg.model, pretrained="none" if ckpt is not None else cfg.pretrained,
+                            output_stride=cfg.output_stride, head_bias=cfg.head_bias)
     except (OSError, ValueError, RuntimeError, pickle.UnpicklingError) as exc:  # unreadable or foreign weights, offline
         raise ConfigError(f"pretrained {cfg.pretrained!r}: {exc}") from exc
     model = model.to(ctx.device)
