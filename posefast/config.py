@@ -280,9 +280,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                           f"(dataset is {cfg.dataset!r}, which would ignore them)")
     if cfg.warmup_epochs < 0 or cfg.grad_clip < 0 or not 0 <= cfg.min_lr_ratio <= 1:
         raise ConfigError("warmup_epochs and grad_clip must be >= 0, min_lr_ratio in [0, 1]")
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
-        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
-    cfg.augment_options = checked_augment_options(cfg.augment_options)
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.device):
+        raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {cfg.device!r}")
+    if cfg.augment:  # (unused otherwise; saved configs of older runs may hold anything there)
+        cfg.augment_options = checked_augment_options(cfg.augment_options)
     return cfg
 
 
@@ -325,9 +326,10 @@ def load_config(argv: list[str] | None = None, **overrides) -> TrainConfig:
     for key, value in overrides.items():
         values[check_key(key, "overrides")] = value
     if not config_path and coerce("resume", values.get("resume", False), bool):
-        run_config = os.path.join(str(values.get("out_dir", FIELDS["out_dir"].default)), "config.yaml")
-        if os.path.isfile(run_config):
-            values = {**yaml_values(run_config), **values}
+        run_dir = str(values.get("out_dir", FIELDS["out_dir"].default))
+        run_config = os.path.join(run_dir, "config.yaml")
+        if os.path.isfile(run_config):  # (its out_dir may be relative to another cwd: this one is the run)
+            values = {**yaml_values(run_config), "out_dir": run_dir, **values}
     checked = {name: coerce(name, value, HINTS[name]) for name, value in values.items()}
     return validate(TrainConfig(**checked))
 

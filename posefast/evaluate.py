@@ -34,6 +34,7 @@ from tqdm import tqdm
 from posefast import metrics
 from posefast.checkpoint import CheckpointError, load_trained_model
 from posefast.coco_results import coco_results, write_json
+from posefast.command_line import dashed_options
 from posefast.flip_test import unflip_heatmaps
 from posefast.models.decode import DECODERS, decode, joint_confidence
 from posefast.oks_eval import load_coco, oks_ap
@@ -218,15 +219,15 @@ def parse_args(argv):
     parser.add_argument("--out", default=None, help="output folder (default: <checkpoint folder>/eval)")
     parser.add_argument("--flip", action="store_true", help="also report the flip test")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", "--batch_size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--subset", type=int, default=None, help="evaluate on this many images only")
-    parser.add_argument("--pck-threshold", "--pck_threshold", type=float, default=0.2)
-    parser.add_argument("--cache-dir", "--cache_dir", default=None, help="crop cache folder (default: posefast's)")
-    parser.add_argument("--skip-bad", "--skip_bad", action=argparse.BooleanOptionalAction, default=None,
+    parser.add_argument("--pck-threshold", type=float, default=0.2)
+    parser.add_argument("--cache-dir", default=None, help="crop cache folder (default: posefast's)")
+    parser.add_argument("--skip-bad", action=argparse.BooleanOptionalAction, default=None,
                         help="skip and count missing/corrupt images and bad annotations instead of failing "
                              "(default: as the run was trained)")
-    parser.add_argument("--no-progress", "--no_progress", action="store_true")
-    return parser.parse_args(argv)
+    parser.add_argument("--no-progress", action="store_true")
+    return parser.parse_args(dashed_options(argv))
 
 
 def main(argv=None) -> int:

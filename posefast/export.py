@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from posefast.checkpoint import CheckpointError, load_trained_model
+from posefast.command_line import dashed_options
 from posefast.models.decode import decode
 
 OPSET = 17
@@ -90,8 +91,8 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--onnx", required=True, help="output .onnx file")
     parser.add_argument("--images", default=None, help="image file or folder for the check (default: synthetic)")
-    parser.add_argument("--check-count", "--check_count", type=int, default=4, help="images in the check")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    parser.add_argument("--check-count", type=int, default=4, help="images in the check")
+    args = parser.parse_args(dashed_options(sys.argv[1:] if argv is None else argv))
     try:
         model, cfg, _ = load_trained_model(args.checkpoint, "cpu")
         export_onnx(model, cfg.input_size, args.onnx)

@@ -24,11 +24,12 @@ from tqdm import tqdm
 
 from posefast.checkpoint import CheckpointError, load_trained_model
 from posefast.coco_results import coco_results, write_json
+from posefast.command_line import dashed_options
 from posefast.data.geometry import box_to_center_size, crop_affine, invert_affine, invert_keypoints
 from posefast.data.normalize import normalize_images
 from posefast.data.warp import warp_images
 from posefast.flip_test import predict_heatmaps
-from posefast.infer_sources import InferInputError, Source, load_boxes
+from posefast.infer_sources import InferInputError, Source, UnreadableImageError, load_boxes
 from posefast.models.decode import DECODERS, decode, joint_confidence
 from posefast.visualize import draw_skeleton
 
@@ -182,7 +183,7 @@ def run_inference(checkpoint, input_spec, output="posefast_infer", boxes_file=No
             flush()
     except KeyboardInterrupt:
         flush()  # keep what was read before Ctrl-C
-    except InferInputError as exc:  # an unreadable image: keep the frames before it
+    except UnreadableImageError as exc:  # keep the frames before it
         flush()
         write_json(results, os.path.join(output, "predictions.json"))
         raise InferInputError(f"{exc} (the {frames_done} frame(s) before it are written to {output}; --skip-bad "
@@ -190,6 +191,8 @@ def run_inference(checkpoint, input_spec, output="posefast_infer", boxes_file=No
     finally:
         bar.close()
         writer.close()
+    if frames_done == 0 and source.skipped:
+        raise InferInputError(f"no image of {input_spec} could be read: {'; '.join(source.skipped[:3])}")
     elapsed = time.perf_counter() - start
     predictions = write_json(results, os.path.join(output, "predictions.json"))
     return {"kind": source.kind, "frames": frames_done, "persons": runner.persons, "seconds": elapsed,
@@ -209,15 +212,15 @@ def parse_args(argv):
     parser.add_argument("--batch", type=int, default=None, help="frames per forward pass (default: 16 CUDA, 4 CPU)")
     parser.add_argument("--decoder", choices=DECODERS, default="soft_argmax")
     parser.add_argument("--flip", action="store_true", help="flip test (average with the mirrored image)")
-    parser.add_argument("--draw-threshold", "--draw_threshold", type=float, default=0.3,
+    parser.add_argument("--draw-threshold", type=float, default=0.3,
                         help="draw joints with confidence >= this")
-    parser.add_argument("--min-box-score", "--min_box_score", type=float, default=0.0)
-    parser.add_argument("--max-frames", "--max_frames", type=int, default=None,
+    parser.add_argument("--min-box-score", type=float, default=0.0)
+    parser.add_argument("--max-frames", type=int, default=None,
                         help="stop after this many frames (video, webcam)")
-    parser.add_argument("--skip-bad", "--skip_bad", action="store_true",
+    parser.add_argument("--skip-bad", action="store_true",
                         help="skip and count images that cannot be decoded instead of stopping at the first")
-    parser.add_argument("--no-progress", "--no_progress", action="store_true")
-    return parser.parse_args(argv)
+    parser.add_argument("--no-progress", action="store_true")
+    return parser.parse_args(dashed_options(argv))
 
 
 def main(argv=None) -> int:

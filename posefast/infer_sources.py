@@ -20,6 +20,10 @@ class InferInputError(ValueError):
     """Input that ``posefast.infer`` cannot use (the message names it)."""
 
 
+class UnreadableImageError(InferInputError):
+    """An image of the input that cannot be decoded (missing, corrupt or truncated)."""
+
+
 @dataclasses.dataclass
 class Frame:
     """One picture to run on: ``image`` RGB uint8 ``[H, W, 3]``; ``name`` (file name or
@@ -92,7 +96,7 @@ class Source:
                 image = decode_image(path)
             except BadInputError as exc:
                 if not self.skip_bad:
-                    raise InferInputError(str(exc)) from None
+                    raise UnreadableImageError(str(exc)) from None
                 self.skipped.append(str(exc))
                 continue
             stem = os.path.splitext(os.path.basename(path))[0]

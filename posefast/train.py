@@ -434,9 +434,10 @@ def trim_metrics_log(path: str, epochs_done: int) -> None:
         f.writelines(kept)
 
 
-def resume_checkpoint(cfg: TrainConfig, last_path: str) -> dict:
+def resume_checkpoint(cfg: TrainConfig, last_path: str, world_size: int) -> dict:
     """The run's ``last.pt``, read onto the CPU, or ConfigError where it is missing or was
-    trained with a configuration ``cfg`` changes (see ``config.RESUME_MAY_CHANGE``).
+    trained with a configuration ``cfg`` changes (see ``config.RESUME_MAY_CHANGE``) or by
+    another number of processes (the steps per epoch, and so the schedule, would change).
 
     On the CPU: load_state_dict moves the weights and moments to the parameters' device, while
     Adam's ``step`` counters stay on the CPU as the optimizer keeps them (loaded onto the GPU
@@ -449,18 +450,31 @@ def resume_checkpoint(cfg: TrainConfig, last_path: str) -> dict:
         raise ConfigError(f"resume: {last_path} was trained with another configuration ({'; '.join(conflicts)}). "
                           f"Resume it as it was (--out_dir {os.path.dirname(last_path)} --resume, changing only "
                           f"epochs, time or hardware keys), or train the new configuration into a new out_dir")
+    trained_by = (ckpt.get("metrics") or {}).get("world_size", world_size)
+    if trained_by != world_size:
+        raise ConfigError(f"resume: {last_path} was trained by {trained_by} process(es), this run has {world_size}: "
+                          "resume it with the same torchrun --nproc_per_node")
     return ckpt
+
+
+def run_is_finished(ckpt: dict, cfg: TrainConfig) -> bool:
+    """Whether ``last.pt`` ends its run's plan: all of ``cfg.epochs``, or the epochs its time
+    budget kept (its schedule then ended there, decayed) unless ``--epochs`` was raised since."""
+    configured = ckpt["config"]["epochs"]
+    planned = (ckpt.get("metrics") or {}).get("epochs", configured)
+    return ckpt["epoch"] >= cfg.epochs or (ckpt["epoch"] >= planned and cfg.epochs <= configured)
 
 
 def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict | None:
     started = time.perf_counter()  # a time budget counts the data preparation (crop caches) too
     out_dir = os.path.abspath(cfg.out_dir)
     last_path, best_path = os.path.join(out_dir, "last.pt"), os.path.join(out_dir, "best.pt")
-    ckpt = resume_checkpoint(cfg, last_path) if cfg.resume else None
-    if ckpt is not None and ckpt["epoch"] >= cfg.epochs:
+    ckpt = resume_checkpoint(cfg, last_path, ctx.world_size) if cfg.resume else None
+    if ckpt is not None and run_is_finished(ckpt, cfg):
         if ctx.is_main:
-            print(f"posefast.train: nothing to do: {last_path} holds {ckpt['epoch']} of {cfg.epochs} planned "
-                  f"epochs (raise --epochs to train on)", flush=True)
+            cut = " (its time budget ended the plan there)" if ckpt["epoch"] < cfg.epochs else ""
+            print(f"posefast.train: nothing to do: {last_path} holds {ckpt['epoch']} epochs, all of its plan{cut}; "
+                  f"raise --epochs above {max(ckpt['epoch'], ckpt['config']['epochs'])} to train on", flush=True)
         return ckpt["metrics"]
     files = dataset_files(cfg) if ctx.is_main else None
     if ctx.enabled:

@@ -45,13 +45,13 @@ def test_cli_overrides_yaml_and_converts_types(tmp_path):
     (["--epochs"], "needs a value"),
     (["stray"], "unexpected argument"),
     (["--config", "/nonexistent/x.yaml"], "config file not found"),
-    (["--device", "gpu"], "device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
-    (["--augment_options", "{rotaton: 10}"], "augment_options: unknown key 'rotaton'; did you mean rotation"),
-    (["--augment_options", "{half_body_prob:0.5}"], "with a space after the colon"),
-    (["--augment_options", "{rotation: abc}"], "augment_options.rotation: expected a number, got 'abc'"),
-    (["--augment_options", "{half_body_min_joints: 6.5}"], "half_body_min_joints: expected an integer"),
-    (["--augment_options", "{flip_prob: 1.5}"], r"flip_prob must be in \[0, 1\], got 1.5"),
-    (["--augment_options", "{scale: 1}"], r"scale must be in \[0, 1\)"),
+    (["--device", "gpu"], "device must be auto, cpu, cuda, cuda:N or mps, got 'gpu'"),
+    (["--augment", "--augment_options", "{rotaton: 10}"], "augment_options: unknown key 'rotaton'; did you mean rotation"),
+    (["--augment", "--augment_options", "{half_body_prob:0.5}"], "with a space after the colon"),
+    (["--augment", "--augment_options", "{rotation: abc}"], "augment_options.rotation: expected a number, got 'abc'"),
+    (["--augment", "--augment_options", "{half_body_min_joints: 6.5}"], "half_body_min_joints: expected an integer"),
+    (["--augment", "--augment_options", "{flip_prob: 1.5}"], r"flip_prob must be in \[0, 1\], got 1.5"),
+    (["--augment", "--augment_options", "{scale: 1}"], r"scale must be in \[0, 1\)"),
 ])
 def test_bad_command_lines_are_config_errors(argv, message):
     with pytest.raises(ConfigError, match=message):
@@ -73,7 +73,7 @@ def test_yaml_syntax_error_names_the_file(tmp_path):
 
 
 def test_augment_options_are_checked_and_converted():
-    cfg = load_config(["--augment_options", "{rotation: 10, half_body_prob: 0.3, half_body_min_joints: 6}"])
+    cfg = load_config(["--augment", "--augment_options", "{rotation: 10, half_body_prob: 0.3, half_body_min_joints: 6}"])
     assert cfg.augment_options == {"rotation": 10.0, "half_body_prob": 0.3, "half_body_min_joints": 6}
 
 

@@ -1,6 +1,7 @@
 """Bad input: a clear error naming the file / annotation by default, counted skips with skip_bad=True."""
 import copy
 import json
+import os
 
 import cv2
 import numpy as np
@@ -74,9 +75,13 @@ def test_cache_follows_the_image_files(tmp_path):
     assert len(restored) == 4 and restored.skipped == {}
     row = int(np.flatnonzero(restored.image_id == 2)[0])
     cv2.imwrite(str(image), np.full((80, 64, 3), 255, np.uint8))  # replaced by another picture, same name
+    before = np.array(restored.images[restored.row[row]])
     replaced = load(tmp_path, ann_file, image_dir, skip_bad=True)
-    assert replaced.cache_path != restored.cache_path
-    assert not np.array_equal(replaced.images[replaced.row[row]], restored.images[restored.row[row]])
+    assert not np.array_equal(replaced.images[replaced.row[row]], before)
+    assert (replaced.images[replaced.row[row]] == 255).any()
+    again = load(tmp_path, ann_file, image_dir, skip_bad=True)  # unchanged since: the same cache, not rebuilt
+    assert os.stat(os.path.join(again.cache_path, "images.npy")).st_mtime_ns == \
+        os.stat(os.path.join(replaced.cache_path, "images.npy")).st_mtime_ns
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])

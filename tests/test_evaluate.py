@@ -124,8 +124,10 @@ def test_command_line_options_take_underscores_too():
     from posefast.evaluate import parse_args as evaluate_args
     from posefast.infer import parse_args as infer_args
 
-    args = evaluate_args(["--checkpoint", "x.pt", "--batch_size", "8", "--pck_threshold", "0.1", "--skip_bad"])
+    args = evaluate_args(["--checkpoint", "x.pt", "--batch_size", "8", "--pck_threshold=0.1", "--skip_bad"])
     assert (args.batch_size, args.pck_threshold, args.skip_bad) == (8, 0.1, True)
-    assert evaluate_args(["--checkpoint", "x.pt", "--batch-size", "8", "--no-skip-bad"]).skip_bad is False
-    args = infer_args(["--checkpoint", "x.pt", "--input", "a.jpg", "--draw_threshold", "0.5", "--skip_bad"])
-    assert args.draw_threshold == 0.5 and args.skip_bad
+    assert evaluate_args(["--checkpoint", "x.pt", "--batch-size", "8", "--no_skip_bad"]).skip_bad is False
+    assert evaluate_args(["--checkpoint", "x.pt", "--batch", "8"]).batch_size == 8  # prefixes stay unambiguous
+    args = infer_args(["--checkpoint", "x.pt", "--input", "a_b.jpg", "--draw_threshold", "0.5", "--skip_bad",
+                       "--max", "3"])
+    assert (args.draw_threshold, args.skip_bad, args.max_frames, args.input) == (0.5, True, 3, "a_b.jpg")

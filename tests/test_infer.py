@@ -130,7 +130,8 @@ def test_output_folder_of_the_inputs_is_refused(tiny_run, tmp_path, capsys):
     (name,) = os.listdir(folder)
     before = (folder / name).read_bytes()
     assert run(tiny_run, "--input", str(folder), "--output", str(folder)) == 2
-    assert run(tiny_run, "--input", str(folder / name), "--output", str(tmp_path / "photos" / ".")) == 2
+    assert "would overwrite them" in capsys.readouterr().err
+    assert run(tiny_run, "--input", str(folder / name), "--output", f"{tmp_path}/photos/.") == 2
     assert "would overwrite them" in capsys.readouterr().err
     assert (folder / name).read_bytes() == before and os.listdir(folder) == [name]
 
@@ -149,8 +150,15 @@ def test_unreadable_image_in_a_folder_keeps_the_frames_before_it_or_is_skipped(t
     assert sorted(os.listdir(tmp_path / "stop")) == sorted(os.listdir(folder))[:2] + ["predictions.json"]
 
     assert run(tiny_run, "--input", str(folder), "--output", str(tmp_path / "skip"), "--skip-bad") == 0
-    assert "skipped 1 unreadable image(s)" in capsys.readouterr().out and "1b_broken.jpg" in err
+    out = capsys.readouterr().out
+    assert "skipped 1 unreadable image(s)" in out and "1b_broken.jpg" in out
     assert len(load(tmp_path / "skip" / "predictions.json")) == 3
+
+    only_bad = tmp_path / "only_bad"
+    only_bad.mkdir()
+    shutil.copy(folder / "1b_broken.jpg", only_bad)
+    assert run(tiny_run, "--input", str(only_bad), "--output", str(tmp_path / "none"), "--skip-bad") == 2
+    assert "no image of" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("content, message", [

@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -91,7 +92,7 @@ def test_resume_without_config_continues_the_run_as_configured(one_epoch_run):
         {k: v for k, v in saved.items() if k not in ("epochs", "resume")}
 
 
-def test_resume_refuses_a_changed_configuration(one_epoch_run, tiny_root):
+def test_resume_refuses_a_changed_configuration(one_epoch_run, tiny_root, capsys):
     from posefast.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"another configuration \(model: 'unet' -> 'simple'\)"):
@@ -100,7 +101,8 @@ def test_resume_refuses_a_changed_configuration(one_epoch_run, tiny_root):
     # what a user typing defaults by mistake gets from the command line: exit 2, the keys named
     code = posefast.train.main(["--config", os.path.join(REPO_ROOT, "configs", "synthetic_simple.yaml"),
                                 "--out_dir", str(one_epoch_run), "--resume", "--epochs", "2"])
-    assert code == 2
+    err = capsys.readouterr().err
+    assert code == 2 and "configuration error" in err and "model: 'unet' -> 'simple'" in err
 
 
 def test_resume_of_a_finished_run_says_there_is_nothing_to_do(one_epoch_run, capsys):
@@ -108,6 +110,32 @@ def test_resume_of_a_finished_run_says_there_is_nothing_to_do(one_epoch_run, cap
     assert posefast.train.main(["--out_dir", str(one_epoch_run), "--resume"]) == 0
     assert "nothing to do" in capsys.readouterr().out
     assert (one_epoch_run / "metrics.jsonl").read_text() == before
+
+
+def test_resume_refuses_another_number_of_processes(one_epoch_run, tmp_path):
+    from posefast.config import ConfigError
+
+    run = tmp_path / "copy"
+    shutil.copytree(one_epoch_run, run)
+    ckpt = torch.load(run / "last.pt", weights_only=False)
+    ckpt["metrics"]["world_size"] = 2  # as if trained under torchrun --nproc_per_node 2
+    torch.save(ckpt, run / "last.pt")
+    cfg = load_config(["--out_dir", str(run), "--resume", "--epochs", "2"])
+    assert cfg.out_dir == str(run)  # the run folder named, not the out_dir its config.yaml recorded
+    with pytest.raises(ConfigError, match=r"trained by 2 process\(es\), this run has 1"):
+        train(cfg)
+
+
+def test_a_run_its_time_budget_ended_is_finished_unless_epochs_grow():
+    from posefast.train import run_is_finished
+
+    cut = {"epoch": 4, "config": {"epochs": 10}, "metrics": {"epoch": 4, "epochs": 4}}  # budget kept 4 of 10
+    interrupted = {"epoch": 4, "config": {"epochs": 10}, "metrics": {"epoch": 4, "epochs": 10}}
+    done = {"epoch": 10, "config": {"epochs": 10}, "metrics": {"epoch": 10, "epochs": 10}}
+    cfg = load_config(["--epochs", "10"])
+    assert run_is_finished(cut, cfg) and run_is_finished(done, cfg) and not run_is_finished(interrupted, cfg)
+    longer = load_config(["--epochs", "12"])
+    assert not run_is_finished(cut, longer) and not run_is_finished(done, longer)
 
 
 def test_weights_file_that_is_not_a_resnet18_is_a_config_error(one_epoch_run, tiny_root, tmp_path):

@@ -3,8 +3,9 @@
 A cache lives in ``<cache_dir>/<name>-<key>/`` with ``images.npy`` (``[rows, Hc, Wc, 3]``,
 opened with ``np.load(mmap_mode="r")``), ``samples.npz`` (per-sample metadata) and
 ``meta.json`` (the parameters, human readable). The key hashes everything that shapes the
-content, so changing any of it (editing the annotation file, or adding, removing or replacing a
-file of the image folder) builds a new cache. A cache
+content, so changing any of it (or editing the annotation file) builds a new cache; an image
+it was built from that is put back, removed, replaced or edited since (``meta.json`` records
+each one's size and mtime) makes it build again in place. A cache
 is written to a temporary folder and renamed into place only once complete.
 """
 import hashlib
@@ -29,20 +30,31 @@ def file_identity(path):
     return f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
-def folder_identity(path):
-    """A short hash that changes when a file below ``path`` is added, removed, replaced or
-    edited (relative path, size and mtime of each; one ``stat`` per file)."""
-    digest = hashlib.sha256(os.path.abspath(path).encode())
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in sorted(files):
-            full = os.path.join(root, name)
-            try:
-                stat = os.stat(full)
-            except OSError:  # a dangling link: as good as absent
-                continue
-            digest.update(f"{os.path.relpath(full, path)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
+def image_identities(image_dir, file_names):
+    """``{file_name: [size, mtime_ns]}`` of the images a cache is built from (``None`` for one
+    that is missing): what :func:`images_changed` compares against."""
+    identities = {}
+    for name in file_names:
+        try:
+            stat = os.stat(os.path.join(image_dir, name))
+        except OSError:
+            identities[name] = None
+        else:
+            identities[name] = [stat.st_size, stat.st_mtime_ns]
+    return identities
+
+
+def images_changed(image_dir, meta):
+    """Whether an image a cache was built from has been added back, removed, replaced or
+    edited since (one ``stat`` per image the cache uses; a cache that did not record its
+    images counts as changed)."""
+    recorded = meta.get("image_files")
+    return recorded is None or image_identities(image_dir, recorded) != recorded
+
+
+def discard_cache(cache_dir):
+    """Remove a published cache (a stale one, before it is built again)."""
+    shutil.rmtree(cache_dir, ignore_errors=True)
 
 
 def cache_key(params):

@@ -10,8 +10,8 @@ import tqdm
 
 from posefast.data.annotations import load_person_records
 from posefast.data.bad_input import BadInputError, BadInputPolicy
-from posefast.data.cache import (CacheWriter, cache_key, default_cache_dir, file_identity, folder_identity,
-                                 load_cache)
+from posefast.data.cache import (CacheWriter, cache_key, default_cache_dir, discard_cache, file_identity,
+                                 image_identities, images_changed, load_cache)
 from posefast.data.geometry import box_to_center_size, crop_affine
 from posefast.data.image_decode import decode_image
 
@@ -94,8 +94,7 @@ class CocoKeypoints:
         # Even margins keep the un-augmented crop an integer shift of the cached crop.
         self.cache_size = tuple(s + 2 * int(round(s * (cache_margin - 1) / 2)) for s in self.input_size)
         params = {
-            "ann_file": file_identity(ann_file), "image_dir": os.path.abspath(image_dir),
-            "image_files": folder_identity(image_dir), "mode": mode,
+            "ann_file": file_identity(ann_file), "image_dir": os.path.abspath(image_dir), "mode": mode,
             "input_size": self.input_size, "cache_size": self.cache_size, "subset": subset,
             "seed": seed if subset is not None else None, "skip_bad": bool(skip_bad), "padding": padding,
         }
@@ -104,6 +103,10 @@ class CocoKeypoints:
         self.cache_path = os.path.join(root, f"coco-{stem}-{mode}-{cache_key(params)}")
         policy = BadInputPolicy(skip_bad)
         cached = load_cache(self.cache_path)
+        if cached is not None and images_changed(image_dir, cached[2]):
+            logger.info("%s: its images changed since it was built: building it again", self.cache_path)
+            discard_cache(self.cache_path)
+            cached = None
         if cached is None:
             os.makedirs(root, exist_ok=True)
             self._build(params, subset, seed, padding, policy, progress)
@@ -123,6 +126,7 @@ class CocoKeypoints:
         scale = np.array([self.cache_size[1] / self.input_size[1], self.cache_size[0] / self.input_size[0]])
         samples["cache_affine"] = crop_affine(samples["center"], samples["box_size"] * scale, self.cache_size).numpy()
         num = len(file_names)
+        identities = image_identities(self.image_dir, sorted(set(file_names)))  # before reading them
         writer = CacheWriter(self.cache_path, num, self.cache_size)
         keep = np.ones(num, dtype=bool)
         by_image = {}
@@ -151,7 +155,7 @@ class CocoKeypoints:
         samples["row"] = np.arange(num, dtype=np.int64)
         samples = {name: samples[name][keep] for name in SAMPLE_FIELDS}
         meta = {"params": params, "num_images": len(set(samples["image_id"].tolist())),
-                "num_samples": int(keep.sum()), "skipped": dict(policy.skipped)}
+                "num_samples": int(keep.sum()), "skipped": dict(policy.skipped), "image_files": identities}
         writer.publish(samples, meta)
 
     def _crop_image(self, file_name, rows, samples):
