@@ -5,8 +5,8 @@ opened with ``np.load(mmap_mode="r")``), ``samples.npz`` (per-sample metadata) a
 ``meta.json`` (the parameters, human readable). The key hashes everything that shapes the
 content, so changing any of it (or editing the annotation file) builds a new cache; an image
 it was built from that is put back, removed, replaced or edited since (``meta.json`` records
-each one's size and mtime) makes it build again in place. A cache
-is written to a temporary folder and renamed into place only once complete.
+each one's size and mtime) makes it build again in place. A cache is written to a temporary
+folder and renamed into place only once complete.
 """
 import hashlib
 import json
