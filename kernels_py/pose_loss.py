@@ -14,14 +14,15 @@ def pose_loss(logits, keypoints, visible, sigma, joint_weights=None, coord_weigh
     Computed in float32 (float64 for float64 logits). ``parts`` = detached ``(L_hm, L_coord)``.
     """
     dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
-    z = logits.to(dtype)
+    shown = visible > 0
+    z = torch.where(shown[:, :, None, None], logits.to(dtype), 0)  # hidden maps: not read, zero gradient
     b, k, h, w = z.shape
     if joint_weights is None:
         joint_weights = torch.ones(k, dtype=dtype, device=z.device)
-    weights = torch.as_tensor(joint_weights, dtype=dtype, device=z.device)
+    weights = torch.as_tensor(joint_weights, dtype=dtype, device=z.device).detach()
     targets = render_heatmaps(keypoints.detach(), visible, (h, w), sigma, dtype=dtype)
-    mask = (visible > 0).to(dtype) * weights  # [B, K]: w[k] m[b, k]
-    n = (visible > 0).sum().clamp(min=1).to(dtype)
+    mask = shown.to(dtype) * weights  # [B, K]: w[k] m[b, k]
+    n = shown.sum().clamp(min=1).to(dtype)
     if heatmap_loss == "bce":
         per_pixel = F.binary_cross_entropy_with_logits(z, targets, reduction="none")
     elif heatmap_loss == "mse":

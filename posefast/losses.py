@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from posefast import ops
+from posefast.ops.validation import FLOAT32_MAX, is_number, require_positive, require_sigma
 from posefast.skeleton import DEFAULT_JOINT_WEIGHTS
 
 LOSS_KINDS = ("bce", "mse")
@@ -58,6 +59,10 @@ class PoseLoss(nn.Module):
         super().__init__()
         if kind not in LOSS_KINDS:
             raise ValueError(f"unknown loss kind {kind!r}; choose from {LOSS_KINDS}")
+        require_sigma(sigma)  # here, not at the first forward
+        require_positive(beta, "beta")
+        if not is_number(coord_weight) or not abs(coord_weight) <= FLOAT32_MAX:
+            raise ValueError(f"coord_weight must be a finite number, got {coord_weight!r}")
         self.kind, self.coord_weight, self.sigma, self.beta = kind, float(coord_weight), float(sigma), float(beta)
         self.fused = bool(fused)  # posefast.ops.pose_loss when no targets are given
         weights = DEFAULT_JOINT_WEIGHTS if joint_weights is None else joint_weights
@@ -75,12 +80,16 @@ class PoseLoss(nn.Module):
             total, parts = ops.pose_loss(logits, keypoints, visible, self.sigma, self.joint_weights.to(dtype),
                                          self.coord_weight, self.beta, self.kind)
             return LossOutput(total=total, heatmap=parts[0], coord=parts[1])
-        z = logits.to(dtype)
+        # hidden joints' maps are not read and get a zero gradient, as in the fused op (a NaN
+        # there must not turn the loss NaN); the targets and keypoints are not differentiated
+        shown = visible > 0
+        z = torch.where(shown[:, :, None, None], logits.to(dtype), 0)
+        keypoints = keypoints.detach()
         if targets is None:
             targets = ops.render_heatmaps(keypoints, visible, size=tuple(z.shape[-2:]), sigma=self.sigma, dtype=dtype)
-        t = targets.to(dtype)
-        m = (visible > 0).to(dtype) * self.joint_weights.to(dtype)  # [B, K]: w[k] m[b, k]
-        n = (visible > 0).sum().clamp(min=1).to(dtype)
+        t = targets.detach().to(dtype)
+        m = shown.to(dtype) * self.joint_weights.to(dtype)  # [B, K]: w[k] m[b, k]
+        n = shown.sum().clamp(min=1).to(dtype)
         if self.kind == "bce":
             per_pixel = F.binary_cross_entropy_with_logits(z, t, reduction="none")
         else:

@@ -69,7 +69,10 @@ def pck_from_counts(hits, valid, thresholds):
 
 def pck(pred, gt, visible, norm, thresholds=(0.2,)):
     """PCK of ``pred`` against ``gt`` (``[N, K, 2]``) with per-instance ``norm [N]``."""
-    thr = torch.as_tensor(thresholds, dtype=torch.float32, device=pred.device).reshape(-1)
+    # the dtype pck_counts compares in: float64 thresholds for float64 predictions (0.2 in
+    # float32 is 0.2000000030, which would count a distance of exactly 0.2 * norm as a hit)
+    dtype = torch.float64 if pred.dtype == torch.float64 else torch.float32
+    thr = torch.as_tensor(thresholds, dtype=dtype, device=pred.device).reshape(-1)
     hits, valid = pck_counts(pred, gt, visible, norm, thr)
     return pck_from_counts(hits, valid, thr)
 

@@ -109,3 +109,54 @@ def test_float32_and_bf16_logits_are_handled():
 def test_unknown_kind_is_rejected():
     with pytest.raises(ValueError):
         PoseLoss(kind="l2")
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e30])
+def test_hidden_maps_are_not_read_by_either_path(fused, bad):
+    """A hidden joint's map is neither read nor differentiated, fused or not: a NaN, inf or
+    huge logit there leaves the loss and every gradient finite (and equal on both paths)."""
+    torch.manual_seed(3)
+    clean = torch.randn(2, 3, 8, 8)
+    kp, vis = torch.rand(2, 3, 2) * 7, torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    dirty = clean.clone()
+    dirty[0, 1, 2, 2] = bad
+    dirty[1, 2] = bad
+    loss = PoseLoss("mse", joint_weights=[1.0, 1.2, 1.5], fused=fused)
+    outs = []
+    for logits in (clean, dirty):
+        z = logits.clone().requires_grad_()
+        total = loss(z, kp, vis).total
+        total.backward()
+        outs.append((total.detach(), z.grad))
+    assert torch.isfinite(outs[1][0]) and torch.isfinite(outs[1][1]).all()
+    torch.testing.assert_close(outs[1][0], outs[0][0])
+    torch.testing.assert_close(outs[1][1], outs[0][1])
+    assert outs[1][1][0, 1].abs().max() == 0 and outs[1][1][1, 2].abs().max() == 0
+
+
+def test_keypoints_are_targets_on_both_paths():
+    z = torch.randn(1, 3, 8, 8, requires_grad=True)
+    for fused in (True, False):
+        kp = (torch.rand(1, 3, 2) * 7).requires_grad_()
+        PoseLoss(joint_weights=[1.0, 1.0, 1.0], fused=fused)(z, kp, torch.ones(1, 3)).total.backward()
+        assert kp.grad is None
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(sigma=0.0), "sigma must be positive"),
+    (dict(beta=float("inf")), "beta must be in"),
+    (dict(coord_weight=float("nan")), "coord_weight must be a finite number"),
+])
+def test_bad_settings_fail_at_construction(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PoseLoss(**kwargs)
+
+
+def test_compiles_with_dynamic_shapes():
+    """torch.compile(dynamic=True) sees the module's floats as symbols: the checks must trace."""
+    torch._dynamo.reset()
+    loss = PoseLoss(joint_weights=[1.0, 1.0, 1.0])
+    step = torch.compile(lambda z, kp, v: loss(z, kp, v).total, fullgraph=True, dynamic=True)
+    z, kp, vis = torch.randn(2, 3, 8, 8), torch.rand(2, 3, 2) * 7, torch.ones(2, 3)
+    torch.testing.assert_close(step(z, kp, vis), loss(z, kp, vis).total)

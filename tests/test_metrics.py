@@ -18,3 +18,13 @@ def test_torso_size_uses_longer_visible_diagonal():
 
 def test_bbox_size_is_longer_side():
     assert bbox_size(torch.tensor([[1.0, 2.0, 30.0, 40.0], [0.0, 0.0, 7.0, 3.0]])).tolist() == [40.0, 7.0]
+
+
+def test_float64_thresholds_compare_in_float64():
+    """0.2 as float32 is 0.2000000030: a distance of exactly 0.2 * norm must stay a miss (strict <)."""
+    from posefast.metrics import pck
+
+    pred = torch.tensor([[[2.0, 0.0]]], dtype=torch.float64)
+    gt = torch.zeros(1, 1, 2, dtype=torch.float64)
+    result = pck(pred, gt, torch.ones(1, 1), torch.tensor([10.0], dtype=torch.float64), [0.2])
+    assert result.hits.item() == 0 and result.thresholds.item() == 0.2

@@ -194,6 +194,10 @@ def _bad(**overrides):
     (dict(sigma="2"), "sigma must be a positive number"),
     (dict(beta=-1.0), "beta must be positive"),
     (dict(coord_weight=float("nan")), "coord_weight must be a finite number"),
+    (dict(coord_weight=float("inf")), "coord_weight must be a finite number"),
+    (dict(sigma=1e-20), r"sigma must be in \[1e-06"),
+    (dict(beta=float("inf")), r"beta must be in"),
+    (dict(joint_weights=2.0), "joint_weights must be a float tensor or a sequence of 3 numbers, got 2.0"),
     (dict(heatmap_loss="l1"), "heatmap_loss must be one of"),
 ])
 def test_bad_inputs_raise_value_errors(overrides, match):

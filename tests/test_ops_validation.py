@@ -1,4 +1,5 @@
 """Every bad argument gives a ValueError naming the argument and what was expected."""
+import numpy as np
 import pytest
 import torch
 
@@ -21,7 +22,13 @@ VIS = torch.ones(2, 17)
     (dict(sigma=0.0), r"sigma must be positive, got 0.0"),
     (dict(sigma=-1), r"sigma must be positive"),
     (dict(sigma=torch.ones(16)), r"sigma must have shape \[K\] = \[17\], got \[16\]"),
-    (dict(sigma=torch.tensor([1.0] * 16 + [0.0])), r"sigma must be positive for every joint"),
+    (dict(sigma=torch.tensor([1.0] * 16 + [0.0])), r"sigma must be positive \(at least 1e-06\) and finite for every"),
+    (dict(sigma=torch.tensor([1.0] * 16 + [float("inf")])), r"and finite for every joint"),
+    (dict(sigma=1e-20), r"sigma must be in \[1e-06, 3.40282e\+38\], got 1e-20"),  # 1/(2 sigma^2) overflows float32
+    (dict(sigma=float("inf")), r"sigma must be in \[1e-06"),
+    (dict(sigma=float("nan")), r"sigma must be positive, got nan"),
+    (dict(sigma=True), r"sigma must be a positive number, got True"),
+    (dict(size=(True, 6)), r"size must be a pair \(H, W\) of positive ints, got \(True, 6\)"),
     (dict(dtype=torch.int32), r"dtype must be one of"),
 ])
 def test_render_bad_arguments(kwargs, match):
@@ -38,6 +45,8 @@ def test_render_bad_arguments(kwargs, match):
     (torch.rand(2, 17, 8, 6), 0.0, r"beta must be positive, got 0.0"),
     (torch.rand(2, 17, 8, 6), -2.0, r"beta must be positive"),
     (torch.rand(2, 17, 8, 6), "1", r"beta must be a positive number"),
+    (torch.rand(2, 17, 8, 6), float("inf"), r"beta must be in \[0, 3.40282e\+38\], got inf"),
+    (torch.rand(2, 17, 8, 6), 1e39, r"beta must be in"),  # finite in float64, infinite in the kernels' float32
 ])
 def test_soft_argmax_bad_arguments(heatmaps, beta, match):
     with pytest.raises(ValueError, match=match):
@@ -59,6 +68,17 @@ P = torch.rand(5, 17, 2)
 def test_pck_bad_arguments(args, match):
     with pytest.raises(ValueError, match=match):
         pck_counts(*args)
+
+
+def test_numpy_scalars_are_numbers():
+    maps = render_heatmaps(KP, VIS, (8, 6), np.float32(2.0))
+    torch.testing.assert_close(maps, render_heatmaps(KP, VIS, (8, 6), 2.0))
+    torch.testing.assert_close(soft_argmax(maps, np.float32(1.5)), soft_argmax(maps, 1.5))
+
+
+def test_one_threshold_may_be_a_number():
+    hits, valid = pck_counts(P, P + 0.1, torch.ones(5, 17), torch.ones(5), 0.2)
+    assert hits.shape == (1, 17) and torch.equal(hits, pck_counts(P, P + 0.1, torch.ones(5, 17), torch.ones(5), [0.2])[0])
 
 
 def test_device_mismatch_is_named():

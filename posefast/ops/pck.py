@@ -12,7 +12,7 @@ def pck_counts(pred, gt, visible, norm, thresholds):
         pred, gt: float ``[N, K, 2]`` predicted and ground-truth ``(x, y)``.
         visible: ``[N, K]``; a joint is considered where ``visible > 0``.
         norm: float ``[N]`` per-instance normaliser (torso size, bbox size, ...).
-        thresholds: float ``[T]`` (a tensor or a sequence of numbers).
+        thresholds: float ``[T]`` (a tensor, a sequence of numbers or one number).
 
     Returns:
         ``hits`` int64 ``[T, K]`` and ``valid`` int64 ``[K]``. A joint is valid when it is
@@ -35,7 +35,7 @@ def pck_counts(pred, gt, visible, norm, thresholds):
     require_mask_dtype(visible, "visible")
     if not isinstance(thresholds, torch.Tensor):
         thresholds = torch.as_tensor(thresholds, dtype=pred.dtype if pred.dtype == torch.float64 else torch.float32,
-                                     device=pred.device)
+                                     device=pred.device).reshape(-1)  # a single number: [1]
     require_float(thresholds, "thresholds")
     require_shape(thresholds, "thresholds", (None,), "[T]")
     require_same_device(thresholds, "thresholds", pred, "pred")

@@ -1,10 +1,9 @@
 """``pose_loss``: the fused dual pose loss (heatmap loss + soft-argmax L1) in one op."""
-import math
-
 import torch
 
-from posefast.ops.validation import (no_grad_input, require_float, require_mask_dtype, require_positive,
-                                     require_same_device, require_shape, require_tensor)
+from posefast.ops.validation import (FLOAT32_MAX, is_number, no_grad_input, require_float, require_mask_dtype,
+                                     require_positive, require_same_device, require_shape, require_sigma,
+                                     require_tensor)
 
 HEATMAP_LOSSES = ("bce", "mse")
 
@@ -18,10 +17,11 @@ def pose_loss(logits, keypoints, visible, sigma, joint_weights=None, coord_weigh
         keypoints: float ``[B, K, 2]`` target ``(x, y)`` in heatmap px (pixel ``(i, j)`` is
             centred at ``x=j, y=i``); hidden joints may hold NaN. Not differentiated.
         visible: bool or numeric ``[B, K]``; joint ``(b, k)`` counts where ``visible > 0``.
-        sigma: positive Gaussian target sigma in heatmap px.
-        joint_weights: float ``[K]`` (tensor or sequence) ``w[k]``; ``None`` = all 1.
+        sigma: Gaussian target sigma in heatmap px, a number in ``[1e-6, 3.4e38]``.
+        joint_weights: float ``[K]`` (tensor or sequence) ``w[k]``; ``None`` = all 1. Not
+            differentiated.
         coord_weight: weight of the coordinate term.
-        beta: positive soft-argmax inverse temperature.
+        beta: positive, finite (in float32) soft-argmax inverse temperature.
         heatmap_loss: ``"bce"`` (BCE-with-logits) or ``"mse"`` (``(z - t)^2``).
 
     Returns:
@@ -56,13 +56,18 @@ def pose_loss(logits, keypoints, visible, sigma, joint_weights=None, coord_weigh
     if joint_weights is None:
         joint_weights = torch.ones(joints, dtype=acc, device=logits.device)
     elif not isinstance(joint_weights, torch.Tensor):
-        joint_weights = torch.as_tensor(list(joint_weights), dtype=acc, device=logits.device)
+        try:
+            joint_weights = torch.as_tensor(list(joint_weights), dtype=acc, device=logits.device)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"joint_weights must be a float tensor or a sequence of {joints} numbers, "
+                             f"got {joint_weights!r}") from None
     require_float(joint_weights, "joint_weights")
     require_shape(joint_weights, "joint_weights", (joints,), "[K]")
     require_same_device(joint_weights, "joint_weights", logits, "logits")
-    require_positive(sigma, "sigma")
+    require_sigma(sigma)
     require_positive(beta, "beta")
-    if not isinstance(coord_weight, (int, float)) or isinstance(coord_weight, bool) or not math.isfinite(coord_weight):
+    # (abs(): math.isfinite does not trace when torch.compile(dynamic=True) makes it a SymFloat)
+    if not is_number(coord_weight) or not abs(coord_weight) <= FLOAT32_MAX:
         raise ValueError(f"coord_weight must be a finite number, got {coord_weight!r}")
     if heatmap_loss not in HEATMAP_LOSSES:
         raise ValueError(f"heatmap_loss must be one of {HEATMAP_LOSSES}, got {heatmap_loss!r}")

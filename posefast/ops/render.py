@@ -1,8 +1,9 @@
 """``render_heatmaps``: batched Gaussian target heatmaps."""
 import torch
 
-from posefast.ops.validation import (FLOAT_DTYPES, no_grad_input, require_float, require_mask_dtype,
-                                     require_positive, require_same_device, require_shape, require_tensor)
+from posefast.ops.validation import (FLOAT32_MAX, FLOAT_DTYPES, MIN_SIGMA, no_grad_input, require_float,
+                                     require_mask_dtype, require_same_device, require_shape, require_sigma,
+                                     require_tensor)
 
 
 def render_heatmaps(keypoints, visible, size, sigma, dtype=torch.float32):
@@ -13,7 +14,8 @@ def render_heatmaps(keypoints, visible, size, sigma, dtype=torch.float32):
             row ``i``, column ``j`` is ``(x=j, y=i)``.
         visible: bool or numeric ``[B, K]``; a keypoint is rendered where ``visible > 0``.
         size: ``(H, W)`` of the output maps.
-        sigma: positive float, or a float tensor ``[K]`` of per-joint sigmas (same device).
+        sigma: a number in ``[1e-6, 3.4e38]`` (heatmap px), or a float tensor ``[K]`` of per-joint
+            sigmas in that range (same device; checked outside ``torch.compile``).
         dtype: output dtype: float32, float16, bfloat16 (computed in float32) or float64.
 
     Returns:
@@ -47,7 +49,7 @@ def _check_size(size):
         return size
     try:
         height, width = (int(s) for s in size)
-        exact = all(int(s) == s for s in size)
+        exact = all(int(s) == s and not isinstance(s, bool) for s in size)
     except (TypeError, ValueError):
         raise ValueError(f"size must be a pair (H, W) of positive ints, got {size!r}") from None
     if not exact or height <= 0 or width <= 0:
@@ -61,10 +63,13 @@ def _split_sigma(sigma, keypoints):
         require_float(sigma, "sigma")
         require_shape(sigma, "sigma", (keypoints.shape[1],), "[K]")
         require_same_device(sigma, "sigma", keypoints, "keypoints")
-        if not torch.compiler.is_compiling() and not bool((sigma > 0).all()):
-            raise ValueError(f"sigma must be positive for every joint, got {sigma.tolist()}")
+        # (not while compiling: the check reads the values; nor on the meta device, which has none)
+        if not torch.compiler.is_compiling() and sigma.device.type != "meta" \
+                and not bool(((sigma >= MIN_SIGMA) & (sigma <= FLOAT32_MAX)).all()):
+            raise ValueError(f"sigma must be positive (at least {MIN_SIGMA:g}) and finite for every joint, "
+                             f"got {sigma.tolist()}")
         return no_grad_input(sigma), 1.0
-    require_positive(sigma, "sigma")
+    require_sigma(sigma)
     return None, float(sigma)
 
 

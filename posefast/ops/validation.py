@@ -1,5 +1,8 @@
 """Argument checks for the public ops: clear ValueErrors naming the argument and the
 expected versus actual shape, dtype or device."""
+import numbers
+
+import numpy as np
 import torch
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -43,8 +46,28 @@ def no_grad_input(t):
     return t.detach() if t.requires_grad else t
 
 
-def require_positive(value, name):
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
+# float32's largest value: a larger beta (or 1 / (2 sigma^2)) is infinite in the kernels' math
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+# the smallest Gaussian sigma (heatmap px) the kernels render: 1 / (2 sigma^2) must stay finite
+# in float32 (below ~4e-20 it overflows and the peak becomes 0 * inf = NaN); 1e-6 px keeps a margin
+MIN_SIGMA = 1e-6
+
+
+def is_number(value):
+    """A real Python or NumPy scalar (``np.float32`` too), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def require_positive(value, name, smallest=0.0, largest=FLOAT32_MAX):
+    """``value`` a number with ``smallest < value <= largest`` (so finite; NaN fails)."""
+    if not is_number(value):
         raise ValueError(f"{name} must be a positive number, got {value!r}")
     if not value > 0:
         raise ValueError(f"{name} must be positive, got {value}")
+    if not (value >= smallest and value <= largest):
+        raise ValueError(f"{name} must be in [{smallest:g}, {largest:g}], got {value}")
+
+
+def require_sigma(sigma, name="sigma"):
+    """A Gaussian sigma (heatmap px): positive, at least MIN_SIGMA, finite."""
+    require_positive(sigma, name, smallest=MIN_SIGMA)
