@@ -111,3 +111,19 @@ def test_auto_uses_the_hub_cache_when_present(tmp_path, monkeypatch):
     torch.save(torchvision_layout_state(), encoder_module.hub_cache_path())
     _, pretrained = build_encoder("auto")
     assert pretrained is True
+
+
+def test_decoders_check_their_input_and_agree_on_nan():
+    from posefast.models.decode import argmax_quarter_offset, joint_confidence
+
+    with pytest.raises(ValueError, match=r"logits must have shape \[B, K, H, W\]"):
+        argmax_quarter_offset(torch.randn(2, 3, 8))
+    with pytest.raises(ValueError, match="H > 0 and W > 0"):
+        argmax_quarter_offset(torch.randn(2, 3, 0, 8))
+    with pytest.raises(ValueError, match="loss must be 'bce' or 'mse'"):
+        joint_confidence(torch.randn(2, 3, 8, 6), "MSE")
+    maps = torch.randn(1, 2, 8, 6)
+    maps[0, 1, 3, 3] = float("nan")
+    points = argmax_quarter_offset(maps)
+    assert torch.isfinite(points[0, 0]).all() and points[0, 1].isnan().all()
+    assert not argmax_quarter_offset(maps.requires_grad_()).requires_grad

@@ -2,6 +2,7 @@
 import torch
 
 from posefast import ops
+from posefast.ops.validation import require_float, require_shape, require_tensor
 
 DECODERS = ("soft_argmax", "argmax_quarter")
 
@@ -16,11 +17,23 @@ def decode_heatmaps(logits: torch.Tensor, stride: int, beta: float = 1.0) -> tor
     return heatmap_to_input_px(ops.soft_argmax(logits.float(), beta=beta), stride)
 
 
+def require_heatmaps(logits, name: str = "logits") -> None:
+    """ValueError unless ``logits`` is a ``[B, K, H, W]`` float tensor with H, W > 0."""
+    require_tensor(logits, name)
+    require_float(logits, name)
+    require_shape(logits, name, (None, None, None, None), "[B, K, H, W]")
+    if logits.shape[2] == 0 or logits.shape[3] == 0:
+        raise ValueError(f"{name} must have H > 0 and W > 0, got shape {list(logits.shape)}")
+
+
 def argmax_quarter_offset(logits: torch.Tensor) -> torch.Tensor:
     """``[B,K,H,W]`` -> ``[B,K,2]`` heatmap px: the arg-max pixel moved a quarter pixel towards
     its higher neighbour along x and along y (as SimpleBaseline's ``get_final_preds``; here an
-    axis is not shifted when the peak is on that axis's border, nor on a tie)."""
-    maps = logits.float()
+    axis is not shifted when the peak is on that axis's border, nor on a tie). Not
+    differentiable (the result is detached); a map holding NaN decodes to NaN, as with
+    soft-argmax."""
+    require_heatmaps(logits)
+    maps = logits.detach().float()
     b, k, h, w = maps.shape
     flat = maps.reshape(b, k, h * w)
     index = flat.argmax(dim=-1)
@@ -35,7 +48,9 @@ def argmax_quarter_offset(logits: torch.Tensor) -> torch.Tensor:
 
     x = xs.float() + 0.25 * neighbour_sign(1, 0)
     y = ys.float() + 0.25 * neighbour_sign(0, 1)
-    return torch.stack([x, y], dim=-1)
+    points = torch.stack([x, y], dim=-1)
+    has_nan = maps.isnan().flatten(2).any(dim=-1)  # argmax would pick the first NaN's pixel
+    return torch.where(has_nan[..., None], torch.full_like(points, float("nan")), points)
 
 
 def decode(logits: torch.Tensor, stride: int, decoder: str = "soft_argmax", beta: float = 1.0) -> torch.Tensor:
@@ -50,5 +65,8 @@ def decode(logits: torch.Tensor, stride: int, decoder: str = "soft_argmax", beta
 def joint_confidence(logits: torch.Tensor, loss: str = "bce") -> torch.Tensor:
     """``[B,K]`` per-joint confidence in [0, 1]: the peak heatmap value (through a sigmoid for
     BCE-trained logits, clamped to [0, 1] for MSE-trained heatmaps)."""
+    require_heatmaps(logits)
+    if loss not in ("bce", "mse"):
+        raise ValueError(f"loss must be 'bce' or 'mse' (what the heatmaps were trained with), got {loss!r}")
     peak = logits.float().flatten(2).amax(dim=-1)
     return torch.sigmoid(peak) if loss == "bce" else peak.clamp(0, 1)
