@@ -389,6 +389,10 @@ def fit_epochs_to_budget(budget: TimeBudget, done: int, planned: int, last_epoch
     return fits
 
 
+class TrainingDivergedError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
 def check_device_and_weights(cfg: TrainConfig) -> None:
     """ConfigError, before any work, for a CUDA device this machine lacks or a weights file
     that is not there (a resumed run takes its weights from ``last.pt``)."""
@@ -532,6 +536,12 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
     with BackgroundCheckpointer() as checkpoints:
         for epoch in range(start_epoch, cfg.epochs):
             train_stats = train_one_epoch(net, loss_fn, train_loader, optimizer, scheduler, cfg, ctx, epoch)
+            if not math.isfinite(train_stats["loss"]):  # the same on every rank (all-reduced)
+                raise TrainingDivergedError(
+                    f"the training loss of epoch {epoch + 1} is {train_stats['loss']}; nothing of it was saved "
+                    f"({'last.pt holds epoch ' + str(epoch) if epoch else 'no checkpoint was written'}). "
+                    f"Train again into a new out_dir with a lower lr (now {cfg.lr:g}), or a grad_clip (now "
+                    f"{cfg.grad_clip:g})")
             broadcast_buffers(ctx, model)
             val_stats = evaluate(model, loss_fn, val_loader, cfg, ctx)
             if budget is not None:
@@ -577,6 +587,9 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as exc:
         print(f"posefast.train: checkpoint error: {exc}", file=sys.stderr)
         return 2
+    except TrainingDivergedError as exc:
+        print(f"posefast.train: training diverged: {exc}", file=sys.stderr)
+        return 1
     except BadInputError as exc:
         # an item's error reaches here only with skip_bad off; a whole file's (unreadable JSON,
         # nothing usable left) stops the run either way

@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -144,6 +145,17 @@ def test_weights_file_that_is_not_a_resnet18_is_a_config_error(one_epoch_run, ti
     with pytest.raises(ConfigError, match=r"pretrained '.*best.pt': not a ResNet-18 state dict"):
         train(tiny_config(tiny_root, tmp_path / "run", "--pretrained", str(one_epoch_run / "best.pt"),
                           synthetic_train=24, synthetic_val=8, epochs=1))
+
+
+def test_a_diverging_run_stops_and_says_so(tiny_root, tmp_path, capsys):
+    argv = TINY + ["--synthetic_root", str(tiny_root / "synthetic"), "--cache_dir", str(tiny_root / "cache"),
+                   "--out_dir", str(tmp_path / "run"), "--synthetic_train", "24", "--synthetic_val", "8",
+                   "--batch_size", "8", "--epochs", "3", "--lr", "1e30", "--grad_clip", "0"]
+    assert posefast.train.main(argv) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"training diverged: the training loss of epoch 1 is (nan|inf)", err)
+    assert "lower lr (now 1e+30)" in err
+    assert not (tmp_path / "run" / "last.pt").exists()
 
 
 def test_ddp_with_gloo_on_two_processes(tiny_root, tmp_path):
