@@ -63,6 +63,7 @@ def fused(logits, kp, vis, weights):
 def unfused_loss(logits, kp, vis, weights):
     """The training loop's unfused path (posefast.losses.PoseLoss), targets rendered here."""
     z = logits.float() if logits.dtype != torch.float64 else logits
+    z = torch.where((vis > 0)[:, :, None, None], z, 0)  # hidden maps: not read, zero gradient (as PoseLoss)
     t = pf.render_heatmaps(kp, vis, tuple(z.shape[-2:]), SIGMA, dtype=z.dtype)
     m = (vis > 0).to(z.dtype) * weights.to(z.dtype)
     n = (vis > 0).sum().clamp(min=1).to(z.dtype)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import random
 import threading
+import warnings
 
 import numpy as np
 import torch
@@ -139,8 +140,14 @@ class BackgroundCheckpointer:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc_info):
-        self.wait()
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.wait()
+            return
+        try:  # already failing: let the last write land, and report its error without hiding this one
+            self.wait()
+        except OSError as write_error:
+            warnings.warn(str(write_error), stacklevel=2)
 
 
 class CheckpointError(ValueError):

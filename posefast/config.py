@@ -268,8 +268,15 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.joint_weights is not None and len(cfg.joint_weights) != 17:
         raise ConfigError(f"joint_weights needs 17 values, got {len(cfg.joint_weights)}")
     for name in ("lr", "sigma", "beta", "pck_threshold"):
-        if getattr(cfg, name) <= 0:
+        if not getattr(cfg, name) > 0:
             raise ConfigError(f"{name} must be > 0, got {getattr(cfg, name)}")
+    from posefast.ops.validation import FLOAT32_MAX, MIN_SIGMA  # the ranges the loss's ops accept
+
+    if not MIN_SIGMA <= cfg.sigma <= FLOAT32_MAX or not cfg.beta <= FLOAT32_MAX:
+        raise ConfigError(f"sigma must be in [{MIN_SIGMA:g}, {FLOAT32_MAX:g}] and beta at most {FLOAT32_MAX:g} "
+                          f"(the kernels' float32 range), got sigma {cfg.sigma}, beta {cfg.beta}")
+    if not abs(cfg.coord_weight) <= FLOAT32_MAX:
+        raise ConfigError(f"coord_weight must be a finite number, got {cfg.coord_weight}")
     if not cfg.pictures_interval_s >= 0:
         raise ConfigError(f"pictures_interval_s must be >= 0 seconds, got {cfg.pictures_interval_s}")
     if cfg.time_limit_min is not None and not cfg.time_limit_min > 0:

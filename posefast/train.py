@@ -540,8 +540,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
                 raise TrainingDivergedError(
                     f"the training loss of epoch {epoch + 1} is {train_stats['loss']}; nothing of it was saved "
                     f"({'last.pt holds epoch ' + str(epoch) if epoch else 'no checkpoint was written'}). "
-                    f"Train again into a new out_dir with a lower lr (now {cfg.lr:g}), or a grad_clip (now "
-                    f"{cfg.grad_clip:g})")
+                    f"Train again into a new out_dir with a lower lr (now {cfg.lr:g}) or a "
+                    f"{'smaller grad_clip (now ' + format(cfg.grad_clip, 'g') + ')' if cfg.grad_clip else 'grad_clip (now off)'}")
             broadcast_buffers(ctx, model)
             val_stats = evaluate(model, loss_fn, val_loader, cfg, ctx)
             if budget is not None:

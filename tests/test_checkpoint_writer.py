@@ -58,6 +58,16 @@ def test_a_failed_write_is_raised_with_its_path(tmp_path):
     writer.wait()  # reported once
 
 
+def test_an_error_leaving_the_block_is_not_hidden_by_a_failed_write(tmp_path):
+    """Training failing (say, diverging) while a write also failed: the training error is
+    what propagates; the write's is a warning naming its path."""
+    missing = tmp_path / "no_such_folder" / "last.pt"
+    with pytest.warns(UserWarning, match="no_such_folder"), pytest.raises(ZeroDivisionError):
+        with BackgroundCheckpointer() as writer:
+            writer.save({str(missing): False}, **make_state())
+            raise ZeroDivisionError
+
+
 def test_save_waits_for_the_previous_write(tmp_path, monkeypatch):
     import posefast.checkpoint as checkpoint
 

@@ -29,6 +29,7 @@ VIS = torch.ones(2, 17)
     (dict(sigma=float("nan")), r"sigma must be positive, got nan"),
     (dict(sigma=True), r"sigma must be a positive number, got True"),
     (dict(size=(True, 6)), r"size must be a pair \(H, W\) of positive ints, got \(True, 6\)"),
+    (dict(size=(np.True_, 6)), r"size must be a pair \(H, W\) of positive ints"),
     (dict(dtype=torch.int32), r"dtype must be one of"),
 ])
 def test_render_bad_arguments(kwargs, match):
@@ -45,7 +46,7 @@ def test_render_bad_arguments(kwargs, match):
     (torch.rand(2, 17, 8, 6), 0.0, r"beta must be positive, got 0.0"),
     (torch.rand(2, 17, 8, 6), -2.0, r"beta must be positive"),
     (torch.rand(2, 17, 8, 6), "1", r"beta must be a positive number"),
-    (torch.rand(2, 17, 8, 6), float("inf"), r"beta must be in \[0, 3.40282e\+38\], got inf"),
+    (torch.rand(2, 17, 8, 6), float("inf"), r"beta must be in \(0, 3.40282e\+38\], got inf"),
     (torch.rand(2, 17, 8, 6), 1e39, r"beta must be in"),  # finite in float64, infinite in the kernels' float32
 ])
 def test_soft_argmax_bad_arguments(heatmaps, beta, match):

@@ -36,7 +36,7 @@ class PoseLoader:
         augment: an ``AugmentConfig``, or None for the deterministic crop (validation).
         output_stride: input px per heatmap px; the model's, so the heatmap size
             ``(H // stride, W // stride)`` always follows the model.
-        sigma: Gaussian sigma in heatmap px (float or per-joint sequence).
+        sigma: Gaussian sigma in heatmap px (a number, or a ``[K]`` tensor of per-joint sigmas).
         render_targets: render ``Batch.targets`` (else None).
         seed: shuffling and augmentation are a deterministic function of (seed, epoch, rank).
         rank, world_size: DDP sharding; every rank gets the same number of batches (the

@@ -1,4 +1,5 @@
 """``render_heatmaps``: batched Gaussian target heatmaps."""
+import numpy as np
 import torch
 
 from posefast.ops.validation import (FLOAT32_MAX, FLOAT_DTYPES, MIN_SIGMA, no_grad_input, require_float,
@@ -49,7 +50,7 @@ def _check_size(size):
         return size
     try:
         height, width = (int(s) for s in size)
-        exact = all(int(s) == s and not isinstance(s, bool) for s in size)
+        exact = all(int(s) == s and not isinstance(s, (bool, np.bool_)) for s in size)
     except (TypeError, ValueError):
         raise ValueError(f"size must be a pair (H, W) of positive ints, got {size!r}") from None
     if not exact or height <= 0 or width <= 0:

@@ -59,13 +59,14 @@ def is_number(value):
 
 
 def require_positive(value, name, smallest=0.0, largest=FLOAT32_MAX):
-    """``value`` a number with ``smallest < value <= largest`` (so finite; NaN fails)."""
+    """``value`` a number with ``0 < value``, ``smallest <= value <= largest`` (so finite; NaN fails)."""
     if not is_number(value):
         raise ValueError(f"{name} must be a positive number, got {value!r}")
     if not value > 0:
         raise ValueError(f"{name} must be positive, got {value}")
     if not (value >= smallest and value <= largest):
-        raise ValueError(f"{name} must be in [{smallest:g}, {largest:g}], got {value}")
+        low = f"[{smallest:g}" if smallest > 0 else "(0"
+        raise ValueError(f"{name} must be in {low}, {largest:g}], got {value}")
 
 
 def require_sigma(sigma, name="sigma"):
