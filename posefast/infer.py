@@ -199,7 +199,8 @@ def run_inference(checkpoint, input_spec, output="posefast_infer", boxes_file=No
             "frames_per_s": frames_done / elapsed if elapsed > 0 else float("inf"),
             "network_persons_per_s": runner.persons / runner.network_s if runner.network_s > 0 else float("inf"),
             "device": str(dev), "batch_frames": batch, "protocol": "topdown (boxes)" if boxes_file else "image",
-            "outputs": writer.paths, "predictions": predictions, "skipped": source.skipped}
+            "outputs": writer.paths, "predictions": predictions, "skipped": source.skipped,
+            "exif_rotated": source.exif_rotated}
 
 
 def parse_args(argv):
@@ -238,6 +239,9 @@ def main(argv=None) -> int:
     print(f"posefast.infer: {summary['frames']} frames ({summary['kind']}, {summary['protocol']} protocol), "
           f"{summary['persons']} persons in {summary['seconds']:.2f} s: {summary['frames_per_s']:.1f} frames/s "
           f"end to end (batches of {summary['batch_frames']} frames){network}")
+    if summary["exif_rotated"]:
+        print(f"posefast.infer: {len(summary['exif_rotated'])} image(s) carry an EXIF orientation other than "
+              f"upright (e.g. {summary['exif_rotated'][0]}): they are drawn and predicted on their stored pixels")
     if summary["skipped"]:
         print(f"posefast.infer: skipped {len(summary['skipped'])} unreadable image(s): "
               + "; ".join(summary["skipped"][:3]) + (" ..." if len(summary["skipped"]) > 3 else ""))

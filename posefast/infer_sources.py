@@ -47,7 +47,7 @@ class Source:
 
     def __init__(self, spec: str, max_frames: int | None = None, skip_bad: bool = False):
         self.spec, self.max_frames, self.fps = str(spec), max_frames, None
-        self.skip_bad, self.skipped = skip_bad, []
+        self.skip_bad, self.skipped, self.exif_rotated = skip_bad, [], []
         if os.path.isdir(self.spec):
             self.kind = "folder"
             self.files = sorted(f for f in os.listdir(self.spec) if f.lower().endswith(IMAGE_EXTENSIONS))
@@ -93,7 +93,7 @@ class Source:
         paths = [self.spec] if self.kind == "image" else [os.path.join(self.spec, f) for f in self.files]
         for index, path in enumerate(paths[: self.max_frames]):
             try:
-                image = decode_image(path)
+                image = decode_image(path, exif_rotated=self.exif_rotated)
             except BadInputError as exc:
                 if not self.skip_bad:
                     raise UnreadableImageError(str(exc)) from None

@@ -22,10 +22,17 @@ def oks_ap(coco_gt, results, image_ids=None):
     missing = sorted(set(ids) - set(coco_gt.getImgIds()))
     if missing:
         raise ValueError(f"image ids {missing[:5]} are not in the ground truth")
+    results = copy.deepcopy(results)  # loadRes adds fields in place
+    person_ids = coco_gt.getCatIds(catNms=["person"])
+    if len(person_ids) == 1:  # the file's own person id (not always 1), and only its annotations
+        for entry in results:
+            entry["category_id"] = person_ids[0]
     with contextlib.redirect_stdout(io.StringIO()):
-        coco_dt = coco_gt.loadRes(copy.deepcopy(results))  # loadRes adds fields in place
+        coco_dt = coco_gt.loadRes(results)
         evaluator = COCOeval(coco_gt, coco_dt, "keypoints")
         evaluator.params.imgIds = ids
+        if person_ids:
+            evaluator.params.catIds = person_ids
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
@@ -33,8 +40,16 @@ def oks_ap(coco_gt, results, image_ids=None):
 
 
 def load_coco(ann_file):
-    """A ``pycocotools.coco.COCO`` of ``ann_file``, loaded quietly."""
+    """A ``pycocotools.coco.COCO`` of ``ann_file``, loaded quietly. Annotations without the
+    ``num_keypoints`` or ``area`` COCOeval reads get them from their keypoints (the labelled
+    count) and box (``w * h``), as the training data reader does without them."""
     from pycocotools.coco import COCO
 
     with contextlib.redirect_stdout(io.StringIO()):
-        return COCO(ann_file)
+        coco = COCO(ann_file)
+    for ann in coco.anns.values():
+        if "num_keypoints" not in ann:
+            ann["num_keypoints"] = int(sum(v > 0 for v in ann.get("keypoints", [])[2::3]))
+        if "area" not in ann and len(ann.get("bbox", [])) == 4:
+            ann["area"] = float(ann["bbox"][2] * ann["bbox"][3])
+    return coco

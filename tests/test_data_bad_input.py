@@ -161,3 +161,74 @@ def test_no_usable_person_names_the_file(tmp_path):
         with pytest.raises(BadInputError, match=r"ann\.json: no usable person annotations") as error:
             load(tmp_path, ann_file, image_dir, skip_bad=skip_bad)
         assert error.value.reason == "empty_dataset"
+
+
+@pytest.mark.parametrize("change, reason, named", [
+    (lambda c: c["images"][2].update(id=2), "duplicate_id", "image id 2 is used by more than one image"),
+    (lambda c: c["annotations"][3].update(id=20), "duplicate_id", "annotation id 20 is used by more than one"),
+    (lambda c: c["images"][0].update(id="1"), "malformed_image_entry", "image id '1' is not an integer"),
+    (lambda c: c["annotations"][0].update(image_id="1"), "malformed_annotation", "image_id '1' is not an integer"),
+])
+def test_ids_must_be_unique_integers(tmp_path, change, reason, named):
+    """Merged files with clashing ids would attach persons to the wrong picture (or score them
+    against the wrong annotation); string ids would not match in COCOeval."""
+    coco = good_coco()
+    change(coco)
+    ann_file, image_dir = write_dataset(tmp_path, coco)
+    with pytest.raises(BadInputError, match=named) as error:
+        load(tmp_path, ann_file, image_dir)
+    assert error.value.reason == reason
+    with pytest.warns(UserWarning, match=reason):
+        dataset = load(tmp_path, ann_file, image_dir, skip_bad=True)
+    assert reason in dataset.skipped
+
+
+def test_sixteen_bit_grey_images_are_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    from posefast.data.image_decode import decode_image
+
+    grey = (np.arange(80 * 64).reshape(80, 64) * 12).astype(np.uint16)  # up to 61,428
+    cv2.imwrite(str(tmp_path / "g16.png"), grey)
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I")
+    rgb = decode_image(str(tmp_path / "g16.png"), (64, 80))
+    assert rgb.dtype == np.uint8 and rgb.shape == (80, 64, 3)
+    np.testing.assert_array_equal(rgb[..., 0], np.rint(grey / 257.0).astype(np.uint8))  # not all 255
+
+
+def test_exif_turned_images_are_counted_and_named_in_a_size_mismatch(tmp_path):
+    from PIL import Image
+
+    from posefast.data.image_decode import decode_image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned a quarter
+    Image.new("RGB", (64, 80), (90, 20, 20)).save(tmp_path / "turned.jpg", exif=exif)
+    turned = []
+    assert decode_image(str(tmp_path / "turned.jpg"), (64, 80), turned).shape == (80, 64, 3)  # stored pixels
+    assert turned == [str(tmp_path / "turned.jpg")]
+    with pytest.raises(BadInputError, match="its EXIF orientation turns it"):
+        decode_image(str(tmp_path / "turned.jpg"), (80, 64))  # annotated on the turned display
+
+
+def test_everything_skipped_says_what_was_skipped(tmp_path):
+    coco = good_coco()
+    ann_file, image_dir = write_dataset(tmp_path, coco)
+    for entry in coco["images"]:
+        (tmp_path / "images" / entry["file_name"]).unlink()
+    with pytest.raises(BadInputError, match=r"no sample survived loading \(skipped: missing_image: 3; e.g. "
+                                            r"image file not found") as error:
+        load(tmp_path, ann_file, image_dir, skip_bad=True)
+    assert error.value.reason == "empty_dataset"
+
+
+def test_a_dataset_with_exif_turned_images_warns_each_time_it_loads(tmp_path):
+    from PIL import Image
+
+    ann_file, image_dir = write_dataset(tmp_path, good_coco())
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    Image.new("RGB", (64, 80), (10, 90, 10)).save(tmp_path / "images" / "000000000002.jpg", exif=exif)
+    for _ in range(2):  # built, then from the cache
+        with pytest.warns(UserWarning, match=r"1 image\(s\) carry an EXIF orientation .*000000000002.jpg"):
+            assert len(load(tmp_path, ann_file, image_dir)) == 4

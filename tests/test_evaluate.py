@@ -33,6 +33,22 @@ def test_ground_truth_against_itself_gives_ap_1(tiny_run):
     assert oks_ap(coco, gt_results(tiny_run["val_json"], shift=6.0))["AP"] < 0.9  # the check can fail
 
 
+def test_ap_with_another_person_category_id_and_fields_left_out(tiny_run, tmp_path):
+    """A user's file whose person category is not id 1 (beside another category), and whose
+    annotations lack num_keypoints and area: ground truth against itself is still AP 1."""
+    with open(tiny_run["val_json"]) as f:
+        data = json.load(f)
+    data["categories"] = [{"id": 1, "name": "dog"}, {"id": 7, "name": "person", "keypoints": [], "skeleton": []}]
+    for ann in data["annotations"]:
+        ann["category_id"] = 7
+        ann.pop("num_keypoints", None)
+        ann.pop("area", None)
+    path = tmp_path / "val_cat7.json"
+    path.write_text(json.dumps(data))
+    stats = oks_ap(load_coco(str(path)), gt_results(str(path)))
+    assert stats["AP"] == pytest.approx(1.0) and stats["AR"] == pytest.approx(1.0)
+
+
 def test_ground_truth_against_itself_gives_ap_1_on_real_coco(coco_dir):
     ann = os.path.join(coco_dir, "val.json")
     assert oks_ap(load_coco(ann), gt_results(ann))["AP"] == pytest.approx(1.0)

@@ -1,4 +1,5 @@
 """Reading and validating a COCO person-keypoints JSON into per-image person records."""
+import collections
 import dataclasses
 import json
 
@@ -45,14 +46,34 @@ def _person_category_ids(data):
     return ids or None  # None: no person category declared -> take every annotation
 
 
+def coco_id(value, what):
+    """An id as COCO writes them: an integer (``"419"`` is refused: pycocotools, which scores
+    the predictions, would not match it to ``419``)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} {value!r} is not an integer")
+    return value
+
+
+def duplicated(entries, key):
+    """The values of ``entry[key]`` that occur more than once among the dict ``entries``."""
+    counts = collections.Counter(e.get(key) for e in entries
+                                 if isinstance(e, dict) and isinstance(e.get(key), (int, float, str)))
+    return {value for value, count in counts.items() if count > 1}
+
+
 def _parse_images(data, ann_file, policy):
     images = {}
+    twice = duplicated(data["images"], "id")
     for entry in data["images"]:
         try:
-            image_id = int(entry["id"])
+            image_id = coco_id(entry["id"], "image id")
             record = ImageRecord(image_id, str(entry["file_name"]), int(entry["width"]), int(entry["height"]), [])
         except (KeyError, TypeError, ValueError) as error:
             policy.bad("malformed_image_entry", f"{ann_file}: malformed image entry {entry!r:.200}: {error!r}")
+            continue
+        if image_id in twice:  # which of them would its annotations belong to? neither is used
+            policy.bad("duplicate_id", f"{ann_file}: image id {image_id} is used by more than one image "
+                       f"(one of them {record.file_name}); ids must be unique (merged files?)")
             continue
         if record.width <= 0 or record.height <= 0:
             policy.bad("malformed_image_entry", f"{ann_file}: image {image_id} has size {record.width}x{record.height}")
@@ -66,11 +87,11 @@ def _parse_person(entry, images, ann_file, policy):
     ann_id = entry.get("id", "?") if isinstance(entry, dict) else "?"
     where = f"{ann_file}: annotation id {ann_id}"
     try:
-        image_id = int(entry["image_id"])
+        image_id = coco_id(entry["image_id"], "image_id")
         raw_keypoints = entry["keypoints"]
         bbox = np.asarray(entry["bbox"], dtype=np.float64)
         crowd = bool(entry.get("iscrowd", 0))
-        ann_id = int(entry["id"])
+        ann_id = coco_id(entry["id"], "id")
     except (KeyError, TypeError, ValueError) as error:
         policy.bad("malformed_annotation", f"{where}: malformed annotation ({error!r})")
         return None
@@ -123,8 +144,13 @@ def load_person_records(ann_file, policy):
                             "malformed_json")
     images = _parse_images(data, ann_file, policy)
     person_ids = _person_category_ids(data)
+    twice = duplicated(data["annotations"], "id")  # COCOeval indexes annotations by id
     for entry in data["annotations"]:
         if person_ids is not None and isinstance(entry, dict) and entry.get("category_id") not in person_ids:
+            continue
+        if isinstance(entry, dict) and entry.get("id") in twice:
+            policy.bad("duplicate_id", f"{ann_file}: annotation id {entry['id']} is used by more than one "
+                       "annotation; ids must be unique (merged files?)")
             continue
         parsed = _parse_person(entry, images, ann_file, policy)
         if parsed is not None:

@@ -2,6 +2,7 @@
 import concurrent.futures
 import logging
 import os
+import warnings
 
 import cv2
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 import tqdm
 
 from posefast.data.annotations import load_person_records
-from posefast.data.bad_input import BadInputError, BadInputPolicy
+from posefast.data.bad_input import BadInputError, BadInputPolicy, format_counts
 from posefast.data.cache import (CacheWriter, cache_key, default_cache_dir, discard_cache, file_identity,
                                  image_identities, images_changed, load_cache)
 from posefast.data.geometry import box_to_center_size, crop_affine
@@ -119,6 +120,11 @@ class CocoKeypoints:
         self.num_images = int(meta["num_images"])
         self.skipped = dict(policy.skipped)
         policy.report(ann_file)
+        turned = meta.get("exif_rotated") or {}
+        if turned.get("count"):
+            warnings.warn(f"{ann_file}: {turned['count']} image(s) carry an EXIF orientation other than upright "
+                          f"(e.g. {turned['examples'][0]}); posefast, like COCO, uses their stored pixels, so "
+                          "their keypoints must be annotated on those, not on the turned display", stacklevel=2)
 
     def _build(self, params, subset, seed, padding, policy, progress):
         records = select_subset(load_person_records(self.ann_file, policy), subset, seed)
@@ -127,6 +133,7 @@ class CocoKeypoints:
         samples["cache_affine"] = crop_affine(samples["center"], samples["box_size"] * scale, self.cache_size).numpy()
         num = len(file_names)
         identities = image_identities(self.image_dir, sorted(set(file_names)))  # before reading them
+        self._exif_rotated = []  # appended to by the decoding threads
         writer = CacheWriter(self.cache_path, num, self.cache_size)
         keep = np.ones(num, dtype=bool)
         by_image = {}
@@ -148,21 +155,24 @@ class CocoKeypoints:
                     bar.update(len(rows))
                 bar.close()
             if not keep.any():
-                raise BadInputError(f"{self.ann_file}: no sample survived loading", "empty_dataset")
+                examples = "; ".join(policy.examples.values())
+                raise BadInputError(f"{self.ann_file}: no sample survived loading (skipped: "
+                                    f"{format_counts(policy.skipped)}; e.g. {examples})", "empty_dataset")
         except BaseException:
             writer.abort()
             raise
         samples["row"] = np.arange(num, dtype=np.int64)
         samples = {name: samples[name][keep] for name in SAMPLE_FIELDS}
         meta = {"params": params, "num_images": len(set(samples["image_id"].tolist())),
-                "num_samples": int(keep.sum()), "skipped": dict(policy.skipped), "image_files": identities}
+                "num_samples": int(keep.sum()), "skipped": dict(policy.skipped), "image_files": identities,
+                "exif_rotated": {"count": len(self._exif_rotated), "examples": sorted(self._exif_rotated)[:3]}}
         writer.publish(samples, meta)
 
     def _crop_image(self, file_name, rows, samples):
         """Decode one image and warp each of its samples into a cached crop."""
         path = os.path.join(self.image_dir, file_name)
         width, height = samples["image_size"][rows[0]].astype(int)
-        image = decode_image(path, (width, height))
+        image = decode_image(path, (width, height), self._exif_rotated)
         out_h, out_w = self.cache_size
         return np.stack([
             cv2.warpAffine(image, samples["cache_affine"][row], (out_w, out_h), flags=cv2.INTER_LINEAR,
