@@ -451,9 +451,14 @@ def resume_checkpoint(cfg: TrainConfig, last_path: str, world_size: int) -> dict
     ckpt = read_checkpoint(last_path, map_location="cpu")
     conflicts = resume_conflicts(cfg, ckpt["config"])
     if conflicts:
+        run_dir = os.path.dirname(last_path)
+        if os.path.isfile(os.path.join(run_dir, "config.yaml")):
+            how = f"--out_dir {run_dir} --resume, changing only epochs, time or hardware keys"
+        else:  # load_config had no run config.yaml to start from: the defaults filled the rest
+            how = (f"{run_dir}/config.yaml is missing, so this command started from the defaults: give the run's "
+                   "settings with --config FILE or --key value")
         raise ConfigError(f"resume: {last_path} was trained with another configuration ({'; '.join(conflicts)}). "
-                          f"Resume it as it was (--out_dir {os.path.dirname(last_path)} --resume, changing only "
-                          f"epochs, time or hardware keys), or train the new configuration into a new out_dir")
+                          f"Resume it as it was ({how}), or train the new configuration into a new out_dir")
     trained_by = (ckpt.get("metrics") or {}).get("world_size", world_size)
     if trained_by != world_size:
         raise ConfigError(f"resume: {last_path} was trained by {trained_by} process(es), this run has {world_size}: "

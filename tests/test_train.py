@@ -106,6 +106,17 @@ def test_resume_refuses_a_changed_configuration(one_epoch_run, tiny_root, capsys
     assert code == 2 and "configuration error" in err and "model: 'unet' -> 'simple'" in err
 
 
+def test_resume_without_the_runs_config_yaml_says_it_is_missing(one_epoch_run, tmp_path):
+    from posefast.config import ConfigError
+
+    run = tmp_path / "only_last"
+    run.mkdir()
+    shutil.copy(one_epoch_run / "last.pt", run)  # config.yaml not copied: the defaults fill in
+    with pytest.raises(ConfigError, match=r"model: 'unet' -> 'simple'.*config.yaml is missing, so this command "
+                                          r"started from the defaults"):
+        train(load_config(["--out_dir", str(run), "--resume", "--epochs", "2"]))
+
+
 def test_resume_of_a_finished_run_says_there_is_nothing_to_do(one_epoch_run, capsys):
     before = (one_epoch_run / "metrics.jsonl").read_text()
     assert posefast.train.main(["--out_dir", str(one_epoch_run), "--resume"]) == 0
