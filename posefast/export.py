@@ -7,7 +7,8 @@ TorchScript-based exporter (``dynamo=False``, opset 17; it needs only ``onnx``),
 checked with onnxruntime against PyTorch on a few images: ``--images`` (files or a
 folder, letterboxed as in the ``image`` protocol), else procedurally drawn synthetic
 people. The check compares heatmaps (to 1e-3, or 1e-5 of the largest logit) and decoded
-keypoints (to 0.05 input px) and fails (exit status 1) beyond either tolerance. Needs ``pip install onnx onnxruntime``.
+keypoints (to 0.05 input px) and fails (exit status 1) beyond either tolerance. Needs
+``pip install onnx onnxruntime``.
 """
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from posefast import ops
-from posefast.ops.validation import FLOAT32_MAX, is_number, require_positive, require_sigma
+from posefast.ops.validation import require_finite, require_positive, require_sigma
 from posefast.skeleton import DEFAULT_JOINT_WEIGHTS
 
 LOSS_KINDS = ("bce", "mse")
@@ -61,8 +61,7 @@ class PoseLoss(nn.Module):
             raise ValueError(f"unknown loss kind {kind!r}; choose from {LOSS_KINDS}")
         require_sigma(sigma)  # here, not at the first forward
         require_positive(beta, "beta")
-        if not is_number(coord_weight) or not abs(coord_weight) <= FLOAT32_MAX:
-            raise ValueError(f"coord_weight must be a finite number, got {coord_weight!r}")
+        require_finite(coord_weight, "coord_weight")
         self.kind, self.coord_weight, self.sigma, self.beta = kind, float(coord_weight), float(sigma), float(beta)
         self.fused = bool(fused)  # posefast.ops.pose_loss when no targets are given
         weights = DEFAULT_JOINT_WEIGHTS if joint_weights is None else joint_weights

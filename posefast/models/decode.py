@@ -2,7 +2,7 @@
 import torch
 
 from posefast import ops
-from posefast.ops.validation import require_float, require_shape, require_tensor
+from posefast.ops.validation import require_heatmaps
 
 DECODERS = ("soft_argmax", "argmax_quarter")
 
@@ -17,22 +17,13 @@ def decode_heatmaps(logits: torch.Tensor, stride: int, beta: float = 1.0) -> tor
     return heatmap_to_input_px(ops.soft_argmax(logits.float(), beta=beta), stride)
 
 
-def require_heatmaps(logits, name: str = "logits") -> None:
-    """ValueError unless ``logits`` is a ``[B, K, H, W]`` float tensor with H, W > 0."""
-    require_tensor(logits, name)
-    require_float(logits, name)
-    require_shape(logits, name, (None, None, None, None), "[B, K, H, W]")
-    if logits.shape[2] == 0 or logits.shape[3] == 0:
-        raise ValueError(f"{name} must have H > 0 and W > 0, got shape {list(logits.shape)}")
-
-
 def argmax_quarter_offset(logits: torch.Tensor) -> torch.Tensor:
     """``[B,K,H,W]`` -> ``[B,K,2]`` heatmap px: the arg-max pixel moved a quarter pixel towards
     its higher neighbour along x and along y (as SimpleBaseline's ``get_final_preds``; here an
     axis is not shifted when the peak is on that axis's border, nor on a tie). Not
     differentiable (the result is detached); a map holding NaN decodes to NaN, as with
     soft-argmax."""
-    require_heatmaps(logits)
+    require_heatmaps(logits, "logits")
     maps = logits.detach().float()
     b, k, h, w = maps.shape
     flat = maps.reshape(b, k, h * w)
@@ -65,7 +56,7 @@ def decode(logits: torch.Tensor, stride: int, decoder: str = "soft_argmax", beta
 def joint_confidence(logits: torch.Tensor, loss: str = "bce") -> torch.Tensor:
     """``[B,K]`` per-joint confidence in [0, 1]: the peak heatmap value (through a sigmoid for
     BCE-trained logits, clamped to [0, 1] for MSE-trained heatmaps)."""
-    require_heatmaps(logits)
+    require_heatmaps(logits, "logits")
     if loss not in ("bce", "mse"):
         raise ValueError(f"loss must be 'bce' or 'mse' (what the heatmaps were trained with), got {loss!r}")
     peak = logits.float().flatten(2).amax(dim=-1)

@@ -1,9 +1,9 @@
 """``pose_loss``: the fused dual pose loss (heatmap loss + soft-argmax L1) in one op."""
 import torch
 
-from posefast.ops.validation import (FLOAT32_MAX, is_number, no_grad_input, require_float, require_mask_dtype,
-                                     require_positive, require_same_device, require_shape, require_sigma,
-                                     require_tensor)
+from posefast.ops.validation import (no_grad_input, require_finite, require_float, require_heatmaps,
+                                     require_mask_dtype, require_positive, require_same_device, require_shape,
+                                     require_sigma, require_tensor)
 
 HEATMAP_LOSSES = ("bce", "mse")
 
@@ -38,12 +38,8 @@ def pose_loss(logits, keypoints, visible, sigma, joint_weights=None, coord_weigh
     backward pass reads it once and writes its gradient once. Hidden joints' maps are not
     read and get a zero gradient.
     """
-    require_tensor(logits, "logits")
-    require_float(logits, "logits")
-    require_shape(logits, "logits", (None, None, None, None), "[B, K, H, W]")
-    batch, joints, height, width = logits.shape
-    if height == 0 or width == 0:
-        raise ValueError(f"logits must have H > 0 and W > 0, got shape {list(logits.shape)}")
+    require_heatmaps(logits, "logits")
+    batch, joints = logits.shape[:2]
     require_tensor(keypoints, "keypoints")
     require_float(keypoints, "keypoints")
     require_shape(keypoints, "keypoints", (batch, joints, 2), "[B, K, 2]")
@@ -66,9 +62,7 @@ def pose_loss(logits, keypoints, visible, sigma, joint_weights=None, coord_weigh
     require_same_device(joint_weights, "joint_weights", logits, "logits")
     require_sigma(sigma)
     require_positive(beta, "beta")
-    # (abs(): math.isfinite does not trace when torch.compile(dynamic=True) makes it a SymFloat)
-    if not is_number(coord_weight) or not abs(coord_weight) <= FLOAT32_MAX:
-        raise ValueError(f"coord_weight must be a finite number, got {coord_weight!r}")
+    require_finite(coord_weight, "coord_weight")
     if heatmap_loss not in HEATMAP_LOSSES:
         raise ValueError(f"heatmap_loss must be one of {HEATMAP_LOSSES}, got {heatmap_loss!r}")
     loss, _, _, _ = torch.ops.posefast.pose_loss_forward(logits, no_grad_input(keypoints), no_grad_input(visible),

@@ -1,7 +1,7 @@
 """``soft_argmax``: differentiable expected (x, y) under a softmax over each heatmap."""
 import torch
 
-from posefast.ops.validation import require_float, require_positive, require_shape, require_tensor
+from posefast.ops.validation import require_heatmaps, require_positive
 
 
 def soft_argmax(heatmaps, beta=1.0):
@@ -22,11 +22,7 @@ def soft_argmax(heatmaps, beta=1.0):
 
     A NaN anywhere in a map makes that map's coordinates NaN; maps holding +inf are NaN too.
     """
-    require_tensor(heatmaps, "heatmaps")
-    require_float(heatmaps, "heatmaps")
-    require_shape(heatmaps, "heatmaps", (None, None, None, None), "[B, K, H, W]")
-    if heatmaps.shape[2] == 0 or heatmaps.shape[3] == 0:
-        raise ValueError(f"heatmaps must have H > 0 and W > 0, got shape {list(heatmaps.shape)}")
+    require_heatmaps(heatmaps, "heatmaps")
     require_positive(beta, "beta")
     coords, _ = torch.ops.posefast.soft_argmax_forward(heatmaps, float(beta))
     return coords

@@ -55,7 +55,25 @@ MIN_SIGMA = 1e-6
 
 def is_number(value):
     """A real Python or NumPy scalar (``np.float32`` too), not a bool."""
+    if type(value) is float or type(value) is int:  # the usual case first: this runs on every op call
+        return True
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def require_finite(value, name):
+    """``value`` a finite number (at most float32's largest in size)."""
+    # (abs(): math.isfinite does not trace when torch.compile(dynamic=True) makes it a SymFloat)
+    if not is_number(value) or not abs(value) <= FLOAT32_MAX:
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
+def require_heatmaps(t, name):
+    """``t`` a float ``[B, K, H, W]`` tensor with ``H, W > 0``."""
+    require_tensor(t, name)
+    require_float(t, name)
+    require_shape(t, name, (None, None, None, None), "[B, K, H, W]")
+    if t.shape[2] == 0 or t.shape[3] == 0:
+        raise ValueError(f"{name} must have H > 0 and W > 0, got shape {list(t.shape)}")
 
 
 def require_positive(value, name, smallest=0.0, largest=FLOAT32_MAX):
