@@ -14,6 +14,7 @@ rank 0 writes.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -121,9 +122,15 @@ def autocast(amp: bool, device: torch.device):
 def use_amp(cfg: TrainConfig, device: torch.device) -> bool:
     """Whether this run computes the network in bf16: ``amp`` on CUDA, ``cpu_amp`` on the CPU."""
     if device.type == "cpu" and cfg.cpu_amp and not cpu_has_native_bf16():
-        warnings.warn("cpu_amp: this CPU has no native bf16 (AVX512-BF16/AMX): bf16 autocast runs, "
-                      "but likely slower than float32", stacklevel=2)
+        warn_bf16_without_native_support()
     return cfg.amp if device.type == "cuda" else cfg.cpu_amp and device.type == "cpu"
+
+
+@functools.cache
+def warn_bf16_without_native_support() -> None:
+    """Once per process (``use_amp`` is asked at the start, in every epoch and evaluation)."""
+    warnings.warn("cpu_amp: this CPU has no native bf16 (AVX512-BF16/AMX): bf16 autocast runs, "
+                  "but likely slower than float32", stacklevel=3)
 
 
 def cpu_has_native_bf16() -> bool:

@@ -247,6 +247,22 @@ def test_cpu_amp_trains_in_bf16_and_is_off_by_default(tiny_root, tmp_path, capsy
     assert all(0 <= r["val"]["pck_torso"] <= 1 for r in records)
 
 
+def test_bf16_on_a_cpu_without_native_support_warns_once(monkeypatch):
+    import warnings
+
+    import posefast.train as train_module
+
+    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: False)
+    train_module.warn_bf16_without_native_support.cache_clear()
+    cfg = load_config(["--cpu_amp", "true"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert train_module.use_amp(cfg, torch.device("cpu")) is True
+        assert train_module.use_amp(cfg, torch.device("cpu")) is True  # each epoch asks again
+    assert [str(w.message)[:38] for w in caught] == ["cpu_amp: this CPU has no native bf16 ("]
+    train_module.warn_bf16_without_native_support.cache_clear()
+
+
 def test_time_limit_is_a_config_error_when_not_positive(tiny_root, tmp_path):
     from posefast.config import ConfigError
 
