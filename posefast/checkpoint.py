@@ -214,3 +214,31 @@ def load_trained_model(path: str, device="cpu"):
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit model {cfg.model!r}: {str(exc)[:300]}") from None
     return model.to(device).eval(), cfg, ckpt
+
+
+def load_initial_weights(model: nn.Module, path: str, *, model_name: str, output_stride: int) -> tuple[str, bool]:
+    """Fine-tuning: copy the weights of the posefast checkpoint at ``path`` into a new run's
+    ``model``. All of them (batch-norm statistics included) when the checkpoint's run had the
+    same ``model`` and ``output_stride``, else the encoder's only (its decoder differs).
+
+    Returns ``(part, pretrained)``: ``"all"`` or ``"encoder"``, and whether the checkpoint's
+    run started from ImageNet weights (the new run's weights descend from the same ones).
+    :class:`CheckpointError` naming ``path`` when it is not a checkpoint or does not fit."""
+    try:
+        ckpt = read_checkpoint(path)
+    except CheckpointError as exc:
+        raise CheckpointError(f"init_from: {exc}") from None
+    saved = ckpt["config"]
+    theirs = (saved.get("model"), saved.get("output_stride", 4))
+    state = ckpt["model"]
+    target = unwrap(model)
+    part = "all" if theirs == (model_name, output_stride) else "encoder"
+    if part == "encoder":
+        state = {key[len("encoder."):]: value for key, value in state.items() if key.startswith("encoder.")}
+        target = target.encoder
+    try:
+        target.load_state_dict(state)
+    except RuntimeError as exc:
+        what = "weights" if part == "all" else f"encoder weights (its model: {theirs[0]}, output stride {theirs[1]})"
+        raise CheckpointError(f"init_from {path}: its {what} do not fit this model: {str(exc)[:300]}") from None
+    return part, bool(ckpt.get("pretrained", False))

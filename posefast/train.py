@@ -31,8 +31,8 @@ import yaml
 from tqdm import tqdm
 
 from posefast import metrics
-from posefast.checkpoint import (BackgroundCheckpointer, CheckpointError, read_checkpoint, restore_checkpoint,
-                                 unwrap)
+from posefast.checkpoint import (BackgroundCheckpointer, CheckpointError, load_initial_weights, read_checkpoint,
+                                 restore_checkpoint, unwrap)
 from posefast.config import (ConfigError, TrainConfig, check_output_dir, coco_paths, config_help, load_config,
                              resume_conflicts, to_dict)
 from posefast.data.bad_input import BadInputError
@@ -402,14 +402,19 @@ class TrainingDivergedError(RuntimeError):
 
 def check_device_and_weights(cfg: TrainConfig) -> None:
     """ConfigError, before any work, for a CUDA device this machine lacks or a weights file
-    that is not there (a resumed run takes its weights from ``last.pt``)."""
+    (``init_from``, else ``pretrained``) that is not there (a resumed run takes its weights
+    from ``last.pt``)."""
     if cfg.device.startswith("cuda"):
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         index = int(cfg.device.partition(":")[2] or 0)
         if index >= count:
             raise ConfigError(f"device {cfg.device!r}: this machine has {count} CUDA device(s); use --device "
                               f"{'cpu' if count == 0 else 'cuda:0'} (or auto)")
-    weights_file = cfg.pretrained not in ("auto", "none", "download") and not cfg.resume
+    if cfg.resume:
+        return
+    if cfg.init_from and not os.path.isfile(cfg.init_from):
+        raise ConfigError(f"init_from: no checkpoint at {cfg.init_from!r} (a posefast run's best.pt or last.pt)")
+    weights_file = cfg.pretrained not in ("auto", "none", "download") and not cfg.init_from
     if weights_file and not os.path.isfile(cfg.pretrained):
         raise ConfigError(f"pretrained: no weights file at {cfg.pretrained!r} (a torchvision resnet18 state dict; "
                           "or auto, none, download)")
@@ -500,13 +505,19 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
     seed_everything(cfg.seed + ctx.rank)
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
-    try:  # resumed: the weights come from last.pt (and whether they started pretrained with them)
-        model = build_model(cfg.model, pretrained="none" if ckpt is not None else cfg.pretrained,
+    # resumed: the weights come from last.pt (and whether they started pretrained with them);
+    # fine-tuned: from init_from's checkpoint
+    fine_tune = bool(cfg.init_from) and ckpt is None
+    try:
+        model = build_model(cfg.model, pretrained="none" if ckpt is not None or fine_tune else cfg.pretrained,
                             output_stride=cfg.output_stride, head_bias=cfg.head_bias)
     except (OSError, ValueError, RuntimeError, pickle.UnpicklingError) as exc:  # unreadable or foreign weights, offline
         raise ConfigError(f"pretrained {cfg.pretrained!r}: {exc}") from exc
+    pretrained, init_loaded = model.pretrained, None
+    if fine_tune:
+        init_loaded, pretrained = load_initial_weights(model, cfg.init_from, model_name=cfg.model,
+                                                       output_stride=cfg.output_stride)
     model = model.to(ctx.device)
-    pretrained = model.pretrained
     if use_channels_last(cfg, ctx):
         model = model.to(memory_format=torch.channels_last)
     stride = model.output_stride
@@ -528,12 +539,18 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
         trim_metrics_log(os.path.join(out_dir, "metrics.jsonl"), start_epoch)
         skipped = {name: dict(loader.dataset.skipped) for name, loader in (("train", train_loader), ("val", val_loader))}
         with open(os.path.join(out_dir, "config.yaml"), "w") as f:
-            found = {"pretrained_loaded": pretrained, "data_skipped": skipped}  # config.RUN_RECORD_KEYS
+            found = {"pretrained_loaded": pretrained, "init_loaded": init_loaded,  # config.RUN_RECORD_KEYS
+                     "data_skipped": skipped}
             yaml.safe_dump({**to_dict(cfg), **found}, f, sort_keys=False)
         print(f"posefast.train: {cfg.model} (output stride {stride}, pretrained: {str(pretrained).lower()}, "
               f"{'bf16' if use_amp(cfg, ctx.device) else 'float32'}) on "
               f"{ctx.device} x{ctx.world_size}, {len(train_loader.dataset)} train / {len(val_loader.dataset)} val "
               f"samples, {cfg.input_size[0]}x{cfg.input_size[1]} input -> {out_dir}", flush=True)
+        if init_loaded is not None:
+            ignored = f"; pretrained {cfg.pretrained!r} not used" if cfg.pretrained not in ("auto", "none") else ""
+            what = "all weights" if init_loaded == "all" else "encoder weights only (its decoder differs from this model's)"
+            print(f"posefast.train: fine-tuning from {cfg.init_from}: {what}, a fresh optimiser and schedule{ignored}",
+                  flush=True)
     net = model
     if ctx.enabled:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
