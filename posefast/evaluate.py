@@ -176,12 +176,13 @@ def evaluate_checkpoint(checkpoint, ann_file=None, image_dir=None, out_dir=None,
     }
     write_json(report, os.path.join(out_dir, "eval.json"))
     write_json(predictions, os.path.join(out_dir, "predictions.json"))
+    source = f"{os.path.basename(checkpoint)} (epoch {ckpt.get('epoch')}) on {os.path.basename(ann_file)}"
     save_batch_overlay(first_batch, os.path.join(out_dir, "eval_overlay.png"), predictions=first_pred,
-                       show_targets=False, prediction_color=None)
+                       show_targets=False, prediction_color=None, caption=f"{source}, {primary}")
     best = results[primary]
     plot_per_joint_pck({n: best[f"pck_{n}_per_joint"] for n in NORMALISERS},
                        os.path.join(out_dir, "eval_per_joint_pck.png"),
-                       title=f"per-joint PCK@{pck_threshold} ({primary}) - {os.path.basename(ann_file)}")
+                       title=f"per-joint PCK@{pck_threshold}, {primary}: {source}")
     report["out_dir"] = out_dir
     return report
 

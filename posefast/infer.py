@@ -31,7 +31,7 @@ from posefast.data.warp import warp_images
 from posefast.flip_test import predict_heatmaps
 from posefast.infer_sources import InferInputError, Source, UnreadableImageError, load_boxes
 from posefast.models.decode import DECODERS, decode, joint_confidence
-from posefast.visualize import draw_skeleton
+from posefast.visualize import DRAW_LIMIT_PX, draw_skeleton
 
 TOPDOWN_PADDING = 1.25
 
@@ -105,8 +105,8 @@ def draw(frame, keypoints, conf, xywh, threshold, show_boxes):
     scale = max(1, round(min(image.shape[:2]) / 200))
     for points, c, box in zip(keypoints, conf, xywh):
         if show_boxes:
-            x, y, w, h = (int(round(v)) for v in box)
-            image = cv2.rectangle(image.copy(), (x, y), (x + w, y + h), (255, 255, 0), scale)
+            x0, y0, x1, y1 = np.clip([box[0], box[1], box[0] + box[2], box[1] + box[3]], -DRAW_LIMIT_PX, DRAW_LIMIT_PX)
+            image = cv2.rectangle(image.copy(), (round(x0), round(y0)), (round(x1), round(y1)), (255, 255, 0), scale)
         image = draw_skeleton(image, points, c >= threshold, radius=2 * scale, thickness=scale)
     return image
 

@@ -40,14 +40,15 @@ def plot_per_joint_pck(series, path, title="per-joint PCK"):
         ax.barh(ys, [0 if v is None or math.isnan(v) else v for v in xs], height=height, label=f"{label} (mean {mean})")
         for y, v in zip(ys, xs):
             text = "n/a" if v is None or math.isnan(v) else f"{v:.2f}"
-            ax.text(0.005 if text == "n/a" else min(v, 1.0) + 0.005, y, text, va="center", fontsize=6)
+            ax.text(0.005 if text == "n/a" else min(v, 1.0) + 0.005, y, text, va="center", fontsize=7)
     ax.set_yticks(range(len(KEYPOINT_NAMES)), KEYPOINT_NAMES, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 1.08)
     ax.set_xlabel("PCK")
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    # below the axes, where it covers no bar (in the corner it hid the last joints' bars)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=len(series), fontsize=8)
     return _save(fig, path)
 
 
@@ -67,27 +68,33 @@ def plot_training_curves(metrics_path, path, pck_threshold=None):
     epochs = [r["epoch"] for r in records]
     fig = Figure(figsize=(11, 4), layout="constrained")
     losses, pcks = fig.subplots(1, 2)
-    for key, label in (("loss", "train loss"), ("loss_heatmap", "train heatmap"), ("loss_coord", "train coord")):
-        losses.plot(epochs, [r[key] for r in records], marker="o", ms=3, label=label)
-    losses.plot(epochs, [r["val"]["loss"] for r in records], marker="o", ms=3, ls="--", label="val loss")
+    positive = lambda v: v if v is not None and v > 0 else float("nan")  # noqa: E731  (a log axis)
+    for key, label in (("loss", "train loss (total)"), ("loss_heatmap", "train heatmap loss"),
+                       ("loss_coord", "train coordinate L1, heatmap px (unweighted)")):
+        losses.plot(epochs, [positive(r.get(key)) for r in records], marker="o", ms=3, label=label)
+    losses.plot(epochs, [positive(r["val"]["loss"]) for r in records], marker="o", ms=3, ls="--",
+                label="val loss (total)")
     losses.set_yscale("log")
     losses.set(xlabel="epoch", ylabel="loss", title="losses")
-    for key in ("pck_torso", "pck_bbox"):
-        values = [float("nan") if r["val"][key] is None else r["val"][key] for r in records]
-        pcks.plot(epochs, values, marker="o", ms=3, label=f"val {key}")
+    for key in ("torso", "bbox"):
+        values = [float("nan") if r["val"][f"pck_{key}"] is None else r["val"][f"pck_{key}"] for r in records]
+        pcks.plot(epochs, values, marker="o", ms=3, label=f"val PCK, {key}-normalised")
     pcks.set(xlabel="epoch", ylabel="PCK" if pck_threshold is None else f"PCK@{pck_threshold}", title="validation PCK", ylim=(0, 1))
     for ax in (losses, pcks):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(set(epochs)) == 1:  # one epoch: whole-number ticks around it, not 0.945 ... 1.050
+            ax.set_xlim(epochs[0] - 1, epochs[0] + 1)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return _save(fig, path)
 
 
 @torch.no_grad()
-def save_prediction_overlay(model, batch, path, decoder="soft_argmax", beta=1.0, flip=False, max_images=16):
+def save_prediction_overlay(model, batch, path, decoder="soft_argmax", beta=1.0, flip=False, max_images=16,
+                            caption=None):
     """The debugging grid for one ``Batch``: each input with the ground-truth skeleton, and
     beside it the network's prediction, both coloured left (orange) / right (blue) / middle
-    (green). Returns ``path``."""
+    (green); ``caption`` heads the grid. Returns ``path``."""
     from posefast.flip_test import predict_heatmaps
     from posefast.models.decode import decode
     from posefast.visualize import save_batch_overlay
@@ -99,18 +106,21 @@ def save_prediction_overlay(model, batch, path, decoder="soft_argmax", beta=1.0,
     model.train(was_training)
     pred = decode(logits, model.output_stride, decoder, beta)
     return save_batch_overlay(batch, path, max_images=count, predictions=pred.cpu(), show_targets=False,
-                              prediction_color=None)
+                              prediction_color=None, caption=caption)
 
 
-def write_training_pictures(out_dir, model, val_loader, val_record, cfg):
+def write_training_pictures(out_dir, model, val_loader, val_record, cfg, epoch=None):
     """After an epoch: ``val_overlay.png`` (first validation batch), ``per_joint_pck.png``
     (this epoch's validation PCK) and ``curves.png`` (from ``metrics.jsonl``) in ``out_dir``.
-    ``cfg``: the run's ``TrainConfig`` (soft-argmax ``beta``, ``pck_threshold``)."""
+    ``cfg``: the run's ``TrainConfig`` (soft-argmax ``beta``, ``pck_threshold``); ``epoch``
+    (1-based), named in the pictures (they may lag ``metrics.jsonl``: pictures_interval_s)."""
     batches = iter(val_loader)
     batch = next(batches)
     batches.close()  # stop the loader's prefetch thread
-    save_prediction_overlay(model, batch, os.path.join(out_dir, OVERLAY_PNG), beta=cfg.beta)
+    when = f"epoch {epoch}" if epoch is not None else "latest epoch"
+    save_prediction_overlay(model, batch, os.path.join(out_dir, OVERLAY_PNG), beta=cfg.beta,
+                            caption=f"validation, {when}, soft-argmax")
     series = {name: val_record[f"pck_{name}_per_joint"] for name in ("torso", "bbox")}
     plot_per_joint_pck(series, os.path.join(out_dir, PER_JOINT_PNG),
-                       title=f"validation per-joint PCK@{cfg.pck_threshold} (latest epoch)")
+                       title=f"validation per-joint PCK@{cfg.pck_threshold} ({when})")
     plot_training_curves(os.path.join(out_dir, "metrics.jsonl"), os.path.join(out_dir, CURVES_PNG), cfg.pck_threshold)

@@ -591,7 +591,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
                 tqdm.write(log_line(epoch + 1, epochs, cfg, train_stats, val_stats))
             last = epoch + 1 >= epochs or (stop_after is not None and epoch + 1 - start_epoch >= stop_after)
             if ctx.is_main and (last or time.perf_counter() - pictures_at >= cfg.pictures_interval_s):
-                write_training_pictures(out_dir, model, val_loader, val_stats, cfg)
+                write_training_pictures(out_dir, model, val_loader, val_stats, cfg, epoch=epoch + 1)
                 pictures_at = time.perf_counter()
             barrier(ctx)
             if last:

@@ -177,3 +177,15 @@ def test_bad_boxes_file_names_itself(tmp_path, content, message):
     with pytest.raises(InferInputError, match=message) as error:
         load_boxes(str(path))
     assert str(path) in str(error.value)
+
+
+def test_drawing_a_person_far_outside_the_frame_does_not_fail():
+    from types import SimpleNamespace
+
+    from posefast.infer import draw
+
+    frame = SimpleNamespace(image=np.zeros((60, 80, 3), dtype=np.uint8))
+    keypoints = np.full((1, 17, 2), 3e9)  # a box of 3e9 px maps its joints that far
+    keypoints[0, 0] = (40.0, 30.0)
+    out = draw(frame, keypoints, np.ones((1, 17)), np.array([[0.0, 0.0, 3e9, 3e9]]), 0.0, show_boxes=True)
+    assert out[30, 40].any() and out[0, 0].any()  # the nose in range, and the box's corner

@@ -299,9 +299,10 @@ def test_pictures_after_the_first_and_last_epoch_and_every_interval(tiny_root, t
     written = []
     real = train_module.write_training_pictures
 
-    def record(out_dir, model, val_loader, val_record, cfg):
+    def record(out_dir, model, val_loader, val_record, cfg, epoch):
         written.append(len(read_metrics(out_dir)))  # the epochs logged so far
-        real(out_dir, model, val_loader, val_record, cfg)
+        assert epoch == written[-1]
+        real(out_dir, model, val_loader, val_record, cfg, epoch)
 
     monkeypatch.setattr(train_module, "write_training_pictures", record)
     train(tiny_config(tiny_root, tmp_path / "run", synthetic_train=24, synthetic_val=8, epochs=3, batch_size=8,
