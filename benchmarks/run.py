@@ -6,7 +6,7 @@
     python benchmarks/run.py --ops render,soft_argmax --sizes 64x48,256x192 --json out.json
     python benchmarks/run.py --ops pose_loss       # fused pose loss vs unfused vs eager (B=128)
     python benchmarks/run.py --data                # PoseLoader samples/s on a small synthetic set
-    python benchmarks/run.py --train               # training images/s (posefast.train.benchmark_training)
+    python benchmarks/run.py --train               # training images/s (posefast.train_benchmark)
 
 For every (op, dtype, size) row it times the reference in ``kernels_py`` (eager), the same
 reference under ``torch.compile`` and the posefast op (the public ``posefast.ops`` entry
@@ -355,9 +355,9 @@ def bench_data(args, device):
 def bench_train(args, device):
     """Training images/s on the same synthetic set as --data (generated once, cached)."""
     try:
-        from posefast.train import benchmark_training
+        from posefast.train_benchmark import benchmark_training
     except ImportError:
-        return {"error": "posefast.train.benchmark_training is not available in this tree"}
+        return {"error": "posefast.train_benchmark is not available in this tree"}
     if device.type == "cuda":
         kw = dict(batch_size=128, steps=20, warmup=5)
     else:

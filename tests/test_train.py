@@ -12,7 +12,8 @@ import torch
 
 import posefast.train
 from posefast.config import REPO_ROOT, load_config, to_dict
-from posefast.train import benchmark_training, train
+from posefast.train import train
+from posefast.train_benchmark import benchmark_training
 
 TINY = ["--input_size", "64,32", "--pretrained", "none", "--progress", "false", "--amp", "false"]
 
@@ -139,7 +140,7 @@ def test_resume_refuses_another_number_of_processes(one_epoch_run, tmp_path):
 
 
 def test_a_run_its_time_budget_ended_is_finished_unless_epochs_grow():
-    from posefast.train import run_is_finished
+    from posefast.resume import run_is_finished
 
     cut = {"epoch": 4, "config": {"epochs": 10}, "metrics": {"epoch": 4, "epochs": 4}}  # budget kept 4 of 10
     interrupted = {"epoch": 4, "config": {"epochs": 10}, "metrics": {"epoch": 4, "epochs": 10}}
@@ -399,7 +400,7 @@ def test_progress_bar_reads_the_loss_every_tenth_step_only(tiny_root, tmp_path, 
 def test_model_only_benchmark_in_a_fresh_process(tiny_root):
     """The cuDNN-heuristics A/B's model-only number comes from a spawned process (run here on
     the CPU, where the mechanism is the same)."""
-    from posefast.train import model_only_in_fresh_process
+    from posefast.train_benchmark import model_only_in_fresh_process
 
     rate = model_only_in_fresh_process(batch_size=4, input_size=(64, 32), steps=2, warmup=1, device="cpu",
                                        num_images=8, synthetic_root=str(tiny_root / "bench_synthetic"),
@@ -414,7 +415,7 @@ def test_model_only_benchmark_in_a_fresh_process(tiny_root):
 def test_a_side_process_that_dies_is_reported_not_waited_for():
     """A spawned process killed outright (a crash, the OOM killer): None and a warning, where
     multiprocessing.Pool.apply would wait for the lost result forever."""
-    from posefast.train import in_fresh_process
+    from posefast.train_benchmark import in_fresh_process
 
     with pytest.warns(UserWarning, match="dying in a fresh process failed: BrokenProcessPool"):
         assert in_fresh_process("dying", os._exit, 3) is None
