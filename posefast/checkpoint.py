@@ -12,6 +12,7 @@ keeps two moments per weight; runs resume from ``last.pt``. Files are written at
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import threading
@@ -56,8 +57,10 @@ RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng")  # what a weights-only
 
 
 def checkpoint_payload(*, model, optimizer, scheduler, scaler, epoch: int, config: dict, metrics: dict,
-                       best: float, pretrained: bool, weights_only: bool = False) -> dict:
-    """The mapping a checkpoint holds (``weights_only``: without what resuming needs)."""
+                       best: float, pretrained: bool, init_source: dict | None = None,
+                       weights_only: bool = False) -> dict:
+    """The mapping a checkpoint holds (``weights_only``: without what resuming needs;
+    ``init_source``: a fine-tuned run's :func:`load_initial_weights` record)."""
     payload = {
         "model": unwrap(model).state_dict(),
         "epoch": epoch,
@@ -66,6 +69,8 @@ def checkpoint_payload(*, model, optimizer, scheduler, scaler, epoch: int, confi
         "best": best,
         "pretrained": pretrained,
     }
+    if init_source is not None:
+        payload["init_source"] = init_source
     if not weights_only:
         payload.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                        scaler=scaler.state_dict() if scaler is not None else None, rng=rng_state())
@@ -164,6 +169,10 @@ def read_checkpoint(path: str, map_location="cpu") -> dict:
         raise CheckpointError(f"{path} is not a readable torch checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(ckpt, dict) or not {"model", "config"} <= set(ckpt):
         raise CheckpointError(f"{path} is not a posefast training checkpoint (no 'model' and 'config' entries)")
+    for key in ("model", "config"):
+        if not isinstance(ckpt[key], dict):
+            raise CheckpointError(f"{path} is not a posefast training checkpoint (its {key!r} is a "
+                                  f"{type(ckpt[key]).__name__}, not a mapping)")
     return ckpt
 
 
@@ -216,29 +225,56 @@ def load_trained_model(path: str, device="cpu"):
     return model.to(device).eval(), cfg, ckpt
 
 
-def load_initial_weights(model: nn.Module, path: str, *, model_name: str, output_stride: int) -> tuple[str, bool]:
-    """Fine-tuning: copy the weights of the posefast checkpoint at ``path`` into a new run's
-    ``model``. All of them (batch-norm statistics included) when the checkpoint's run had the
-    same ``model`` and ``output_stride``, else the encoder's only (its decoder differs).
-
-    Returns ``(part, pretrained)``: ``"all"`` or ``"encoder"``, and whether the checkpoint's
-    run started from ImageNet weights (the new run's weights descend from the same ones).
-    :class:`CheckpointError` naming ``path`` when it is not a checkpoint or does not fit."""
+def read_initial_checkpoint(path: str) -> dict:
+    """The checkpoint ``init_from`` names, or :class:`CheckpointError` saying why it cannot
+    start a run (not a posefast checkpoint, or one without a ResNet-18 encoder)."""
     try:
         ckpt = read_checkpoint(path)
     except CheckpointError as exc:
-        raise CheckpointError(f"init_from: {exc}") from None
+        raise CheckpointError(f"init_from: {exc} (ImageNet weights, a torchvision state dict, go to "
+                              "--pretrained PATH)") from None
+    if not any(key.startswith("encoder.") for key in ckpt["model"]):
+        raise CheckpointError(f"init_from: {path} holds no posefast encoder weights")
+    return ckpt
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_initial_weights(model: nn.Module, path: str) -> dict:
+    """Fine-tuning: copy the weights of the posefast checkpoint at ``path`` into a new run's
+    ``model``: the whole encoder (all of it must fit) and every other tensor, batch-norm
+    statistics included, whose name and shape match (all of them when the checkpoint's run
+    had the same model and output stride; a U-Net of another stride shares most decoder
+    tensors; SimplePoseNet and U-Net share none).
+
+    Returns the record a run keeps of where its weights came from: ``path`` (absolute),
+    ``sha256``, the source's ``epoch``, ``best_pck_torso``, ``model``, ``output_stride`` and
+    ``pretrained`` (whether its run started from ImageNet weights: the new run's descend from
+    the same), and ``loaded`` (``"all N tensors"`` or ``"n of N tensors (the encoder and
+    d decoder tensors)"``). :class:`CheckpointError` naming ``path`` when it does not fit."""
+    ckpt = read_initial_checkpoint(path)
+    source, own = ckpt["model"], unwrap(model).state_dict()
+    fits = {key: value for key, value in source.items()
+            if key in own and isinstance(value, torch.Tensor) and value.shape == own[key].shape}
+    encoder = [key for key in own if key.startswith("encoder.")]
+    misfits = [key for key in encoder if key not in fits]
     saved = ckpt["config"]
-    theirs = (saved.get("model"), saved.get("output_stride", 4))
-    state = ckpt["model"]
-    target = unwrap(model)
-    part = "all" if theirs == (model_name, output_stride) else "encoder"
-    if part == "encoder":
-        state = {key[len("encoder."):]: value for key, value in state.items() if key.startswith("encoder.")}
-        target = target.encoder
-    try:
-        target.load_state_dict(state)
-    except RuntimeError as exc:
-        what = "weights" if part == "all" else f"encoder weights (its model: {theirs[0]}, output stride {theirs[1]})"
-        raise CheckpointError(f"init_from {path}: its {what} do not fit this model: {str(exc)[:300]}") from None
-    return part, bool(ckpt.get("pretrained", False))
+    theirs = f"its model: {saved.get('model')}, output stride {saved.get('output_stride', 4)}"
+    if misfits:
+        raise CheckpointError(f"init_from {path}: its encoder weights ({theirs}) do not fit this model: "
+                              f"{len(misfits)} of {len(encoder)} tensors missing or of another shape, e.g. {misfits[0]}")
+    unwrap(model).load_state_dict(fits, strict=False)
+    decoder = len(fits) - len(encoder)
+    loaded = (f"all {len(own)} tensors" if len(fits) == len(own) else
+              f"{len(fits)} of {len(own)} tensors (the encoder and {decoder} decoder tensors; {theirs})")
+    best = ckpt.get("best")
+    return {"path": os.path.abspath(path), "sha256": file_sha256(path), "epoch": ckpt.get("epoch"),
+            "best_pck_torso": best if best is None or best >= 0 else None, "model": saved.get("model"),
+            "output_stride": saved.get("output_stride", 4), "pretrained": bool(ckpt.get("pretrained", False)),
+            "loaded": loaded}

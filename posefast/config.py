@@ -68,8 +68,9 @@ class TrainConfig:
     model: str = "simple"  # simple | unet
     output_stride: int = 4  # unet: 4, 2 or 1
     pretrained: str = "auto"  # auto | none | download | PATH
-    # fine-tune: start from this posefast checkpoint's weights (a run's best.pt or last.pt) with a
-    # fresh optimiser and schedule; all weights when model and output_stride match, else the encoder's
+    # fine-tune: start from this posefast checkpoint's weights (another run's best.pt or last.pt)
+    # with a fresh optimiser and schedule: the encoder's and every decoder tensor of the same name
+    # and shape (all when model and output_stride match); relative: to the cwd, else the repo root
     init_from: str = ""
     head_bias: float = -4.0  # initial bias of the heatmap conv (a low prior suits BCE)
     # loss
@@ -116,7 +117,7 @@ class TrainConfig:
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 # What a run records in its config.yaml beside the fields (what it found, not what it was told):
 # read back with --config (to retrain a run as it was), they are skipped.
-RUN_RECORD_KEYS = ("pretrained_loaded", "init_loaded", "data_skipped")
+RUN_RECORD_KEYS = ("pretrained_loaded", "init_source", "data_skipped")
 HINTS = typing.get_type_hints(TrainConfig)
 
 
@@ -345,14 +346,13 @@ def load_config(argv: list[str] | None = None, **overrides) -> TrainConfig:
 
 
 # What a resumed run may change: how long it runs, where its files are, how it shows progress
-# and what hardware runs it (the fused and unfused losses compute the same thing; the starting
-# weights, ImageNet's or another run's, are replaced by the checkpoint's). Every other key is part
-# of what the checkpoint was trained with.
+# and what hardware runs it (the fused and unfused losses compute the same thing; the encoder's
+# ImageNet weights are replaced by the checkpoint's). Every other key, init_from included (the
+# run records where its weights came from), is part of what the checkpoint was trained with.
 RESUME_MAY_CHANGE = frozenset({
     "epochs", "time_limit_min", "resume", "progress", "pictures_interval_s", "out_dir", "cache_dir",
     "data_dir", "train_json", "train_images", "val_json", "val_images", "synthetic_root", "skip_bad",
-    "device", "amp", "cpu_amp", "channels_last", "cudnn_benchmark", "compile", "fused_loss", "pretrained",
-    "init_from"})
+    "device", "amp", "cpu_amp", "channels_last", "cudnn_benchmark", "compile", "fused_loss", "pretrained"})
 
 
 def resume_conflicts(cfg: TrainConfig, saved: dict) -> list[str]:

@@ -158,7 +158,8 @@ def evaluate_checkpoint(checkpoint, ann_file=None, image_dir=None, out_dir=None,
                 else "image: the whole image letterboxed, one prediction per image (its first annotated person); "
                      "other persons in those images count as misses in OKS AP")
     report = {
-        "checkpoint": os.path.abspath(checkpoint), "epoch": ckpt.get("epoch"), "model": cfg.model,
+        "checkpoint": os.path.abspath(checkpoint), "epoch": ckpt.get("epoch"), "init_source": ckpt.get("init_source"),
+        "model": cfg.model,
         "input_size": list(cfg.input_size), "output_stride": model.output_stride, "device": str(dev),
         "data": {"ann_file": ann_file, "image_dir": image_dir, "subset": subset, "images": len(image_ids),
                  "persons": len(gt["ann_id"]), "skipped": dict(dataset.skipped)},

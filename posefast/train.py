@@ -31,8 +31,10 @@ import yaml
 from tqdm import tqdm
 
 from posefast import metrics
-from posefast.checkpoint import BackgroundCheckpointer, CheckpointError, load_initial_weights, restore_checkpoint
-from posefast.config import ConfigError, TrainConfig, check_output_dir, coco_paths, config_help, load_config, to_dict
+from posefast.checkpoint import (BackgroundCheckpointer, CheckpointError, load_initial_weights,
+                                 read_initial_checkpoint, restore_checkpoint)
+from posefast.config import (ConfigError, TrainConfig, check_output_dir, coco_paths, config_help, load_config,
+                             resolve_path, to_dict)
 from posefast.data.bad_input import BadInputError
 from posefast.distributed import (DistContext, all_reduce_sum, barrier, broadcast_buffers, gather_to_main,
                                   init_distributed, shutdown)
@@ -286,12 +288,27 @@ def check_device_and_weights(cfg: TrainConfig) -> None:
                               f"{'cpu' if count == 0 else 'cuda:0'} (or auto)")
     if cfg.resume:
         return
-    if cfg.init_from and not os.path.isfile(cfg.init_from):
-        raise ConfigError(f"init_from: no checkpoint at {cfg.init_from!r} (a posefast run's best.pt or last.pt)")
+    if cfg.init_from:
+        check_initial_checkpoint(cfg)
     weights_file = cfg.pretrained not in ("auto", "none", "download") and not cfg.init_from
     if weights_file and not os.path.isfile(cfg.pretrained):
         raise ConfigError(f"pretrained: no weights file at {cfg.pretrained!r} (a torchvision resnet18 state dict; "
                           "or auto, none, download)")
+
+
+def check_initial_checkpoint(cfg: TrainConfig) -> None:
+    """ConfigError or CheckpointError, before any work, for an ``init_from`` that is missing,
+    not a posefast checkpoint, or in the run's own ``out_dir`` (training would overwrite it)."""
+    path = resolve_path(cfg.init_from)
+    if not os.path.isfile(path):
+        inside = [name for name in ("best.pt", "last.pt") if os.path.isfile(os.path.join(path, name))]
+        hint = f"; did you mean {os.path.join(cfg.init_from, inside[0])}?" if inside else ""
+        raise ConfigError(f"init_from: no checkpoint file at {cfg.init_from!r} (another run's best.pt or last.pt)"
+                          + hint)
+    if os.path.realpath(os.path.dirname(path)) == os.path.realpath(cfg.out_dir):
+        raise ConfigError(f"init_from {cfg.init_from!r} is in this run's out_dir {cfg.out_dir!r}, whose checkpoints "
+                          "training overwrites: give the fine-tuned run another --out_dir")
+    read_initial_checkpoint(path)
 
 
 def train(cfg: TrainConfig, stop_after: int | None = None) -> dict | None:
@@ -339,10 +356,11 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
                             output_stride=cfg.output_stride, head_bias=cfg.head_bias)
     except (OSError, ValueError, RuntimeError, pickle.UnpicklingError) as exc:  # unreadable or foreign weights, offline
         raise ConfigError(f"pretrained {cfg.pretrained!r}: {exc}") from exc
-    pretrained, init_loaded = model.pretrained, None
+    pretrained = model.pretrained
+    init_source = ckpt.get("init_source") if ckpt is not None else None  # where a fine-tuned run started
     if fine_tune:
-        init_loaded, pretrained = load_initial_weights(model, cfg.init_from, model_name=cfg.model,
-                                                       output_stride=cfg.output_stride)
+        init_source = load_initial_weights(model, resolve_path(cfg.init_from))
+        pretrained = init_source["pretrained"]
     model = model.to(ctx.device)
     if use_channels_last(cfg, ctx):
         model = model.to(memory_format=torch.channels_last)
@@ -365,17 +383,17 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
         trim_metrics_log(os.path.join(out_dir, "metrics.jsonl"), start_epoch)
         skipped = {name: dict(loader.dataset.skipped) for name, loader in (("train", train_loader), ("val", val_loader))}
         with open(os.path.join(out_dir, "config.yaml"), "w") as f:
-            found = {"pretrained_loaded": pretrained, "init_loaded": init_loaded,  # config.RUN_RECORD_KEYS
+            found = {"pretrained_loaded": pretrained, "init_source": init_source,  # config.RUN_RECORD_KEYS
                      "data_skipped": skipped}
             yaml.safe_dump({**to_dict(cfg), **found}, f, sort_keys=False)
         print(f"posefast.train: {cfg.model} (output stride {stride}, pretrained: {str(pretrained).lower()}, "
               f"{'bf16' if use_amp(cfg, ctx.device) else 'float32'}) on "
               f"{ctx.device} x{ctx.world_size}, {len(train_loader.dataset)} train / {len(val_loader.dataset)} val "
               f"samples, {cfg.input_size[0]}x{cfg.input_size[1]} input -> {out_dir}", flush=True)
-        if init_loaded is not None:
+        if fine_tune:
             ignored = f"; pretrained {cfg.pretrained!r} not used" if cfg.pretrained not in ("auto", "none") else ""
-            what = "all weights" if init_loaded == "all" else "encoder weights only (its decoder differs from this model's)"
-            print(f"posefast.train: fine-tuning from {cfg.init_from}: {what}, a fresh optimiser and schedule{ignored}",
+            print(f"posefast.train: fine-tuning from {init_source['path']} (epoch {init_source['epoch']}, sha256 "
+                  f"{init_source['sha256'][:12]}): {init_source['loaded']}; a fresh optimiser and schedule{ignored}",
                   flush=True)
     net = model
     if ctx.enabled:
@@ -412,7 +430,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
                 improved = score > best
                 best = max(best, score)
                 state = dict(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, epoch=epoch + 1,
-                             config=to_dict(cfg), metrics=record, best=best, pretrained=pretrained)
+                             config=to_dict(cfg), metrics=record, best=best, pretrained=pretrained,
+                             init_source=init_source)
                 checkpoints.save({last_path: False, **({best_path: True} if improved else {})}, **state)
                 tqdm.write(log_line(epoch + 1, epochs, cfg, train_stats, val_stats))
             last = epoch + 1 >= epochs or (stop_after is not None and epoch + 1 - start_epoch >= stop_after)

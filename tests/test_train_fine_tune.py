@@ -7,7 +7,7 @@ import torch
 import yaml
 
 import posefast.train
-from posefast.checkpoint import CheckpointError, load_initial_weights
+from posefast.checkpoint import CheckpointError, file_sha256, load_initial_weights
 from posefast.config import ConfigError, load_config
 from posefast.models import build_model
 from posefast.train import train
@@ -27,8 +27,8 @@ def loaded_weights(monkeypatch):
     """The model's state right after ``init_from`` was loaded into it, keyed by parameter name."""
     seen = {}
 
-    def recording(model, path, **kwargs):
-        result = load_initial_weights(model, path, **kwargs)
+    def recording(model, path):
+        result = load_initial_weights(model, path)
         seen.update({key: value.clone() for key, value in model.state_dict().items()})
         return result
 
@@ -36,71 +36,108 @@ def loaded_weights(monkeypatch):
     return seen
 
 
-def saved_run_record(out_dir):
+def run_record(out_dir):
     with open(os.path.join(out_dir, "config.yaml")) as f:
         return yaml.safe_load(f)
 
 
 def test_fine_tuning_starts_from_every_weight_with_a_fresh_schedule(tiny_run, tmp_path, loaded_weights, capsys):
-    source = torch.load(tiny_run["run"] / "best.pt", weights_only=False)
-    train(run_config(tiny_run, tmp_path / "tuned", "--init_from", str(tiny_run["run"] / "best.pt"), "--lr", "1e-3"))
+    source_path = tiny_run["run"] / "best.pt"
+    source = torch.load(source_path, weights_only=False)
+    train(run_config(tiny_run, tmp_path / "tuned", "--init_from", str(source_path), "--lr", "1e-3"))
     assert loaded_weights.keys() == source["model"].keys()
     for key, value in source["model"].items():  # batch-norm statistics included
         assert torch.equal(loaded_weights[key], value), key
     out = capsys.readouterr().out
-    assert "fine-tuning from" in out and "all weights, a fresh optimiser and schedule" in out
+    assert f"fine-tuning from {source_path} (epoch 1, sha256 " in out and "all " in out
     last = torch.load(tmp_path / "tuned" / "last.pt", weights_only=False)
     assert last["epoch"] == 1 and last["scheduler"]["last_epoch"] == source["metrics"]["step"]  # one epoch's steps
     assert last["pretrained"] is False  # the source started from random weights, so this run does too
-    record = saved_run_record(tmp_path / "tuned")
-    assert record["init_loaded"] == "all" and record["init_from"] == str(tiny_run["run"] / "best.pt")
+    record = run_record(tmp_path / "tuned")["init_source"]
+    assert record == last["init_source"] == torch.load(tmp_path / "tuned" / "best.pt", weights_only=False)["init_source"]
+    assert record["path"] == str(source_path) and record["sha256"] == file_sha256(str(source_path))
+    assert record["epoch"] == 1 and record["loaded"] == f"all {len(source['model'])} tensors"
     assert not any(torch.equal(last["model"][k], source["model"][k]) for k in source["model"] if k.endswith("weight"))
 
 
-def test_another_decoder_takes_the_encoder_weights_only(tiny_run, tmp_path, loaded_weights, capsys):
+def test_another_decoder_takes_the_encoder_weights(tiny_run, tmp_path, loaded_weights, capsys):
     source = torch.load(tiny_run["run"] / "best.pt", weights_only=False)  # SimplePoseNet
     train(run_config(tiny_run, tmp_path / "unet", "--init_from", str(tiny_run["run"] / "best.pt"), "--model", "unet"))
     encoder = {key: value for key, value in source["model"].items() if key.startswith("encoder.")}
     assert encoder and all(torch.equal(loaded_weights[key], value) for key, value in encoder.items())
-    assert "encoder weights only" in capsys.readouterr().out
-    assert saved_run_record(tmp_path / "unet")["init_loaded"] == "encoder"
+    unet = build_model("unet", pretrained="none").state_dict()
+    shared = [k for k, v in source["model"].items() if k in unet and v.shape == unet[k].shape and k not in encoder]
+    assert shared == ["head.bias"]  # the per-joint prior; SimplePoseNet's other decoder tensors fit nothing
+    loaded = run_record(tmp_path / "unet")["init_source"]["loaded"]
+    assert f"{len(encoder) + 1} of " in loaded and "the encoder and 1 decoder tensors; its model: simple" in loaded
+    assert loaded in capsys.readouterr().out
 
 
-def test_load_initial_weights_by_model_and_stride(tmp_path):
+def test_a_unet_of_another_stride_shares_its_matching_decoder_tensors(tmp_path):
     source = build_model("unet", pretrained="none", output_stride=4)
     path = tmp_path / "unet4.pt"
-    torch.save({"model": source.state_dict(), "config": {"model": "unet", "output_stride": 4},
-                "pretrained": True}, path)
+    torch.save({"model": source.state_dict(), "config": {"model": "unet", "output_stride": 4}, "epoch": 7,
+                "best": 0.5, "pretrained": True}, path)
     same = build_model("unet", pretrained="none", output_stride=4, head_bias=1.0)
-    assert load_initial_weights(same, str(path), model_name="unet", output_stride=4) == ("all", True)
-    assert torch.equal(same.head.bias, source.head.bias)
+    record = load_initial_weights(same, str(path))
+    assert record["loaded"] == f"all {len(source.state_dict())} tensors" and record["pretrained"] is True
+    assert record["epoch"] == 7 and record["best_pck_torso"] == 0.5 and torch.equal(same.head.bias, source.head.bias)
     finer = build_model("unet", pretrained="none", output_stride=2)
-    assert load_initial_weights(finer, str(path), model_name="unet", output_stride=2) == ("encoder", True)
-    assert torch.equal(finer.encoder.stem[0].weight, source.encoder.stem[0].weight)
+    ours, theirs = finer.state_dict(), source.state_dict()
+    shared = [k for k in ours if k in theirs and ours[k].shape == theirs[k].shape and not k.startswith("encoder.")]
+    record = load_initial_weights(finer, str(path))
+    assert shared and f"the encoder and {len(shared)} decoder tensors; its model: unet, output stride 4" in record["loaded"]
+    assert all(torch.equal(finer.state_dict()[k], theirs[k]) for k in shared)
+
+
+def test_an_encoder_that_does_not_fit_is_named(tmp_path):
+    path = tmp_path / "odd.pt"
     torch.save({"model": {"encoder.stem.0.weight": torch.zeros(1)}, "config": {"model": "simple"}}, path)
-    with pytest.raises(CheckpointError, match=r"init_from .*unet4.pt: its encoder weights \(its model: simple, "
-                                              r"output stride 4\) do not fit this model"):
-        load_initial_weights(finer, str(path), model_name="unet", output_stride=2)
+    with pytest.raises(CheckpointError, match=r"init_from .*odd.pt: its encoder weights \(its model: simple, "
+                                              r"output stride 4\) do not fit this model: \d+ of \d+ tensors"):
+        load_initial_weights(build_model("unet", pretrained="none"), str(path))
 
 
-def test_a_missing_or_foreign_init_from_stops_before_any_work(tiny_run, tmp_path, capsys):
-    with pytest.raises(ConfigError, match=r"init_from: no checkpoint at '.*nothere.pt'"):
+def test_bad_init_from_stops_before_any_work(tiny_run, tmp_path, capsys):
+    with pytest.raises(ConfigError, match=r"init_from: no checkpoint file at '.*nothere.pt'"):
         train(run_config(tiny_run, tmp_path / "a", "--init_from", str(tmp_path / "nothere.pt")))
-    junk = tmp_path / "junk.pt"
-    junk.write_bytes(b"not a checkpoint")
-    argv = ["--out_dir", str(tmp_path / "b"), "--pretrained", "none", "--init_from", str(junk)]
-    assert posefast.train.main(argv) == 2
-    err = capsys.readouterr().err
-    assert "checkpoint error: init_from: " in err and "junk.pt is not a readable torch checkpoint" in err
-    assert not (tmp_path / "b" / "last.pt").exists()
+    with pytest.raises(ConfigError, match=r"did you mean .*run/best.pt\?"):
+        train(run_config(tiny_run, tmp_path / "a", "--init_from", str(tiny_run["run"])))
+    foreign = {"junk.pt": b"not a checkpoint", "linear.pt": {"model": torch.nn.Linear(2, 2), "config": {}},
+               "resnet.pt": {"model": {"conv1.weight": torch.zeros(1)}, "config": {}},
+               "torchvision.pt": {"conv1.weight": torch.zeros(1), "fc.bias": torch.zeros(1)}}
+    for name, content in foreign.items():
+        path = tmp_path / name
+        path.write_bytes(content) if isinstance(content, bytes) else torch.save(content, path)
+        out = tmp_path / f"run_{name}"
+        assert posefast.train.main(["--out_dir", str(out), "--pretrained", "none", "--init_from", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert f"checkpoint error: init_from: {path}" in err, err
+        assert not out.exists()  # refused before the data or the run folder were touched
+        if name == "torchvision.pt":
+            assert "a torchvision state dict, go to --pretrained PATH" in err
 
 
-def test_a_fine_tuned_run_resumes_without_its_source(tiny_run, tmp_path):
+def test_init_from_inside_its_own_out_dir_is_refused(tiny_run, tmp_path):
+    run = tmp_path / "victim"
+    shutil.copytree(tiny_run["run"], run)
+    before = (run / "best.pt").read_bytes()
+    with pytest.raises(ConfigError, match="is in this run's out_dir .* give the fine-tuned run another --out_dir"):
+        train(run_config(tiny_run, run, "--init_from", str(run / "best.pt")))
+    assert (run / "best.pt").read_bytes() == before
+
+
+def test_a_fine_tuned_run_resumes_without_its_source_and_keeps_its_record(tiny_run, tmp_path):
     source = tmp_path / "source.pt"
     shutil.copy(tiny_run["run"] / "best.pt", source)
     train(run_config(tiny_run, tmp_path / "tuned", "--init_from", str(source)))
+    record = run_record(tmp_path / "tuned")["init_source"]
     os.remove(source)  # the weights now come from the run's own last.pt
     cfg = load_config(["--out_dir", str(tmp_path / "tuned"), "--resume", "--epochs", "2"])
     assert cfg.init_from == str(source)
     train(cfg)
-    assert torch.load(tmp_path / "tuned" / "last.pt", weights_only=False)["epoch"] == 2
+    last = torch.load(tmp_path / "tuned" / "last.pt", weights_only=False)
+    assert last["epoch"] == 2 and last["init_source"] == record == run_record(tmp_path / "tuned")["init_source"]
+    other = load_config(["--out_dir", str(tmp_path / "tuned"), "--resume", "--epochs", "3", "--init_from", "x.pt"])
+    with pytest.raises(ConfigError, match=r"init_from: '.*source.pt' -> 'x.pt'"):
+        train(other)
