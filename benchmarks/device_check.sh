@@ -32,8 +32,10 @@
 #   ncu       Nsight Compute on one launch of each posefast kernel (benchmarks/profile_kernels.py):
 #             duration, % of peak throughput, occupancy, waves; diagnostic  -> ncu_kernels.txt
 #             (and ncu_kernels_one_block.txt: the same with POSEFAST_CUDA_CHUNK_VECS=0)
-#   data      PoseLoader samples/s (256x192, crop cache) and training images/s, end to end vs
-#             model-only (benchmarks/run.py --data --train)          -> bench_data_train.*
+#   data      PoseLoader samples/s (256x192, crop cache) against an mmpose-style DataLoader
+#             (benchmarks/mmpose_style_loader.py, one worker per core) on the COCO persons of
+#             .carry/coco_kpts_small (else the synthetic set), and training images/s, end to end
+#             vs model-only (benchmarks/run.py --data --train)      -> bench_data_train.*
 #   compile   float32 op rows with the torch.compile reference too (the JSON is written after
 #             every row)                                             -> bench_cuda.*
 #             The references are compiled into the inductor cache while the tests run (a
@@ -104,6 +106,8 @@ if [ "$DEVICE" = "cuda" ]; then
   # 2,700 images (~3,800 samples): the loader's 2+12 batches of 256 and the training benchmark's
   # 5+20 steps of 128 each fit in one epoch, so no epoch start is timed
   DATA_ARGS=(--device cuda --data-only --train --data-images 2700 --data-batch 256 --data-batches 12)
+  # the loaders on real photos (4,947 persons: 2+12 batches of 256 fit one epoch too)
+  [ -f .carry/coco_kpts_small/train.json ] && DATA_ARGS+=(--data-coco .carry/coco_kpts_small)
 else
   NOCOMPILE_ARGS=(--device cpu --quick)
   COMPILE_ARGS=(--device cpu --quick --ops pck_counts)

@@ -5,7 +5,7 @@
     python benchmarks/run.py --device cpu --quick  # ~20 s on 2 CPU cores
     python benchmarks/run.py --ops render,soft_argmax --sizes 64x48,256x192 --json out.json
     python benchmarks/run.py --ops pose_loss       # fused pose loss vs unfused vs eager (B=128)
-    python benchmarks/run.py --data                # PoseLoader samples/s on a small synthetic set
+    python benchmarks/run.py --data                # PoseLoader samples/s vs an mmpose-style DataLoader
     python benchmarks/run.py --train               # training images/s (posefast.train_benchmark)
 
 For every (op, dtype, size) row it times the reference in ``kernels_py`` (eager), the same
@@ -42,6 +42,7 @@ if REPO not in sys.path:
 import torch  # noqa: E402
 
 import kernels_py  # noqa: E402
+from mmpose_style_loader import benchmark_mmpose_style  # noqa: E402
 from pose_loss_bench import bench_pose_loss, format_rows  # noqa: E402
 from timing import (copy_bandwidth, device_name, device_times, error_line, graph_replay_times,  # noqa: E402
                     launch_floor, llc_bytes, steady_cpu_allocator, synchronize, time_fn)
@@ -334,21 +335,33 @@ def run_pose_loss(args, device, copy_gbs, dtypes_filter):
 
 # ------------------------------------------------------------------ --data / --train
 def bench_data(args, device):
-    """PoseLoader samples/s over the crop cache of a synthetic set."""
+    """PoseLoader samples/s, augmented and plain, against the mmpose-style baseline
+    (``benchmarks/mmpose_style_loader.py``, augmented) on the same persons: a synthetic set's,
+    or those of ``--data-coco DIR``'s ``train.json``."""
     from posefast.data import AugmentConfig, CocoKeypoints, PoseLoader, benchmark_loader
     from posefast.train import synthetic_files
 
-    files = synthetic_files(data_root(args), args.data_images, 1, 0, 160)
-    dataset = CocoKeypoints(files["train_json"], files["image_dir"], input_size=(256, 192),
-                            cache_dir=os.path.join(data_root(args), "crop_cache"), progress=False)
-    result = {"images": args.data_images, "samples": len(dataset), "batch_size": args.data_batch,
-              "input_size": [256, 192], "device": str(device),
+    if args.data_coco:
+        ann_file, image_dir = os.path.join(args.data_coco, "train.json"), os.path.join(args.data_coco, "images")
+        cache_dir = os.path.join(data_root(args), "coco_crop_cache")
+    else:
+        files = synthetic_files(data_root(args), args.data_images, 1, 0, 160)
+        ann_file, image_dir = files["train_json"], files["image_dir"]
+        cache_dir = os.path.join(data_root(args), "crop_cache")
+    dataset = CocoKeypoints(ann_file, image_dir, input_size=(256, 192), cache_dir=cache_dir, progress=False)
+    result = {"data": args.data_coco or f"synthetic, {args.data_images} images", "samples": len(dataset),
+              "batch_size": args.data_batch, "input_size": [256, 192], "device": str(device),
               # below one epoch per measurement, every epoch start waits for its first batch
               "batches_per_epoch": len(dataset) // args.data_batch}
     for name, augment in (("augmented", AugmentConfig()), ("plain", None)):
         loader = PoseLoader(dataset, args.data_batch, shuffle=True, drop_last=True, device=device,
                             augment=augment, output_stride=4)
         result[f"{name}_samples_per_s"] = benchmark_loader(loader, args.data_batches)
+    if args.baseline_workers != 0:
+        workers = args.baseline_workers if args.baseline_workers > 0 else os.cpu_count() or 1
+        baseline = benchmark_mmpose_style(ann_file, image_dir, device, args.data_batch, args.data_batches, workers)
+        result.update(mmpose_style_samples_per_s=baseline, mmpose_style_workers=workers,
+                      augmented_vs_mmpose_style=result["augmented_samples_per_s"] / baseline)
     return result
 
 
@@ -399,6 +412,10 @@ def main(argv=None):
     ap.add_argument("--data-batch", type=int, default=32)
     ap.add_argument("--data-batches", type=int, default=8)
     ap.add_argument("--data-root", default=None)
+    ap.add_argument("--data-coco", default=None,
+                    help="--data on this COCO keypoints folder's train.json and images/ instead of a synthetic set")
+    ap.add_argument("--baseline-workers", type=int, default=-1,
+                    help="DataLoader workers of --data's mmpose-style baseline (-1: one per CPU core; 0: skip it)")
     ap.add_argument("--train", action="store_true", help="also benchmark training images/s")
     args = ap.parse_args(argv)
 

@@ -83,3 +83,33 @@ def test_profile_kernels_runs_every_op_once_on_the_cpu(capsys):
     profile = import_script("benchmarks", "profile_kernels")
     assert profile.main(["--device", "cpu", "--size", "16x12"]) == 0
     assert "one launch of each posefast kernel at 16x12 on cpu" in capsys.readouterr().out
+
+
+def test_data_benchmark_measures_the_mmpose_style_baseline_too(bench_run, tmp_path):
+    out = tmp_path / "data.json"
+    assert bench_run.main(["--device", "cpu", "--data-only", "--data-images", "8", "--data-batch", "4",
+                           "--data-batches", "2", "--baseline-workers", "1", "--data-root", str(tmp_path / "root"),
+                           "--json", str(out)]) == 0
+    data = json.loads(out.read_text())["data"]
+    assert data["augmented_samples_per_s"] > 0 and data["mmpose_style_samples_per_s"] > 0
+    assert data["mmpose_style_workers"] == 1
+    assert data["augmented_vs_mmpose_style"] == pytest.approx(data["augmented_samples_per_s"]
+                                                              / data["mmpose_style_samples_per_s"])
+
+
+def test_mmpose_style_baseline_warps_and_renders_where_the_joints_are():
+    import numpy as np
+
+    baseline = import_script("benchmarks", "mmpose_style_loader")
+    matrix = baseline.warp_matrix((100.0, 50.0), (60.0, 80.0), 0.0, 192, 256)  # a 60x80 box -> 192x256
+    corners = np.array([[70.0, 10.0], [130.0, 90.0]]) @ matrix[:, :2].T + matrix[:, 2]
+    assert np.allclose(corners, [[0, 0], [192, 256]])
+    turned = baseline.warp_matrix((100.0, 50.0), (60.0, 80.0), 90.0, 192, 256)
+    assert np.allclose(turned[:, :2] @ [0.0, -10.0], [-32.0, 0.0])  # up in the image turns to the left
+    points = np.zeros((17, 2), np.float32)
+    points[0], points[1] = (10.2, 20.7), (100.0, 5.0)  # the second off the 48x64 map
+    visible = np.zeros(17, bool)
+    visible[:2] = True
+    heatmaps, weights = baseline.gaussian_targets(points, visible, 48, 64, 2.0)
+    assert np.unravel_index(heatmaps[0].argmax(), heatmaps[0].shape) == (21, 10) and heatmaps[0].max() == 1
+    assert weights.tolist()[:3] == [1, 0, 0] and not heatmaps[1:].any()
