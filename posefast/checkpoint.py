@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import re
 import threading
 import warnings
 
@@ -155,6 +156,11 @@ class BackgroundCheckpointer:
             warnings.warn(str(write_error), stacklevel=2)
 
 
+_NUMPY_CORE = getattr(np, "_core", None) or np.core  # NumPy 2 / 1
+# what a checkpoint's rng entry (np.random.get_state()) pickles beyond tensors and plain data
+NUMPY_GLOBALS = [_NUMPY_CORE.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
 class CheckpointError(ValueError):
     """A file that is missing, unreadable or not a posefast training checkpoint."""
 
@@ -164,8 +170,14 @@ def read_checkpoint(path: str, map_location="cpu") -> dict:
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        with torch.serialization.safe_globals(NUMPY_GLOBALS):  # the rng state's NumPy array
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle, zip and torch errors alike
+        foreign = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if foreign:  # a pickled object that would run code on loading
+            raise CheckpointError(f"{path} holds a Python object posefast does not load ({foreign.group(1)}): "
+                                  "checkpoints are read with torch.load(weights_only=True), tensors and plain "
+                                  "data only, so that loading a file cannot run its code") from None
         raise CheckpointError(f"{path} is not a readable torch checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(ckpt, dict) or not {"model", "config"} <= set(ckpt):
         raise CheckpointError(f"{path} is not a posefast training checkpoint (no 'model' and 'config' entries)")
@@ -227,14 +239,24 @@ def load_trained_model(path: str, device="cpu"):
 
 def read_initial_checkpoint(path: str) -> dict:
     """The checkpoint ``init_from`` names, or :class:`CheckpointError` saying why it cannot
-    start a run (not a posefast checkpoint, or one without a ResNet-18 encoder)."""
+    start a run (not a posefast checkpoint, or its ResNet-18 encoder does not fit)."""
+    from posefast.models.encoder import ResNet18Encoder
+
     try:
         ckpt = read_checkpoint(path)
     except CheckpointError as exc:
-        raise CheckpointError(f"init_from: {exc} (ImageNet weights, a torchvision state dict, go to "
-                              "--pretrained PATH)") from None
-    if not any(key.startswith("encoder.") for key in ckpt["model"]):
-        raise CheckpointError(f"init_from: {path} holds no posefast encoder weights")
+        hint = (" (ImageNet weights, a torchvision state dict, go to --pretrained PATH)"
+                if "not a posefast training checkpoint" in str(exc) else "")
+        raise CheckpointError(f"init_from: {exc}{hint}") from None
+    encoder = {f"encoder.{key}": value for key, value in ResNet18Encoder().state_dict().items()}
+    source = ckpt["model"]
+    misfits = [key for key, value in encoder.items()
+               if not isinstance(source.get(key), torch.Tensor) or source[key].shape != value.shape]
+    if misfits:
+        saved = ckpt["config"]
+        raise CheckpointError(f"init_from: {path}: its encoder weights (its model: {saved.get('model')}, output "
+                              f"stride {saved.get('output_stride', 4)}) do not fit a ResNet-18 encoder: "
+                              f"{len(misfits)} of {len(encoder)} tensors missing or of another shape, e.g. {misfits[0]}")
     return ckpt
 
 
@@ -246,33 +268,35 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def load_initial_weights(model: nn.Module, path: str) -> dict:
+def load_initial_weights(model: nn.Module, path: str, model_name: str) -> dict:
     """Fine-tuning: copy the weights of the posefast checkpoint at ``path`` into a new run's
-    ``model``: the whole encoder (all of it must fit) and every other tensor, batch-norm
-    statistics included, whose name and shape match (all of them when the checkpoint's run
-    had the same model and output stride; a U-Net of another stride shares most decoder
-    tensors; SimplePoseNet and U-Net share none).
+    ``model`` (a ``model_name`` network): the whole encoder and, when the checkpoint's run had
+    the same kind of model, every decoder tensor whose name and shape match, batch-norm
+    statistics included: all of them at the same output stride, most of a U-Net's at another.
+    A warning names the decoder tensors that start from scratch.
 
     Returns the record a run keeps of where its weights came from: ``path`` (absolute),
     ``sha256``, the source's ``epoch``, ``best_pck_torso``, ``model``, ``output_stride`` and
     ``pretrained`` (whether its run started from ImageNet weights: the new run's descend from
-    the same), and ``loaded`` (``"all N tensors"`` or ``"n of N tensors (the encoder and
-    d decoder tensors)"``). :class:`CheckpointError` naming ``path`` when it does not fit."""
+    the same), and ``loaded`` (``"all N tensors"`` or ``"n of N tensors (the encoder and d
+    decoder tensors; its model ...)"``). :class:`CheckpointError` naming ``path`` when its
+    encoder does not fit."""
     ckpt = read_initial_checkpoint(path)
     source, own = ckpt["model"], unwrap(model).state_dict()
-    fits = {key: value for key, value in source.items()
-            if key in own and isinstance(value, torch.Tensor) and value.shape == own[key].shape}
-    encoder = [key for key in own if key.startswith("encoder.")]
-    misfits = [key for key in encoder if key not in fits]
     saved = ckpt["config"]
-    theirs = f"its model: {saved.get('model')}, output stride {saved.get('output_stride', 4)}"
-    if misfits:
-        raise CheckpointError(f"init_from {path}: its encoder weights ({theirs}) do not fit this model: "
-                              f"{len(misfits)} of {len(encoder)} tensors missing or of another shape, e.g. {misfits[0]}")
+    same_kind = saved.get("model") == model_name
+    fits = {key: value for key, value in source.items()
+            if key in own and (same_kind or key.startswith("encoder.")) and value.shape == own[key].shape}
     unwrap(model).load_state_dict(fits, strict=False)
-    decoder = len(fits) - len(encoder)
+    encoder = sum(key.startswith("encoder.") for key in own)
+    theirs = f"its model: {saved.get('model')}, output stride {saved.get('output_stride', 4)}"
     loaded = (f"all {len(own)} tensors" if len(fits) == len(own) else
-              f"{len(fits)} of {len(own)} tensors (the encoder and {decoder} decoder tensors; {theirs})")
+              f"{len(fits)} of {len(own)} tensors (the encoder and {len(fits) - encoder} decoder tensors; {theirs})")
+    if len(fits) < len(own):
+        fresh = [key for key in own if key not in fits]
+        warnings.warn(f"init_from: {path}: {len(fresh)} decoder tensors of this {model_name} model start from scratch "
+                      f"({theirs}; e.g. {fresh[0]}); give --model {saved.get('model')} --output_stride "
+                      f"{saved.get('output_stride', 4)} to take them all", stacklevel=2)
     best = ckpt.get("best")
     return {"path": os.path.abspath(path), "sha256": file_sha256(path), "epoch": ckpt.get("epoch"),
             "best_pck_torso": best if best is None or best >= 0 else None, "model": saved.get("model"),

@@ -298,16 +298,18 @@ def check_device_and_weights(cfg: TrainConfig) -> None:
 
 def check_initial_checkpoint(cfg: TrainConfig) -> None:
     """ConfigError or CheckpointError, before any work, for an ``init_from`` that is missing,
-    not a posefast checkpoint, or in the run's own ``out_dir`` (training would overwrite it)."""
+    not a posefast checkpoint, without a fitting encoder, or the ``last.pt`` / ``best.pt`` of
+    the run's own ``out_dir`` (training would overwrite it)."""
     path = resolve_path(cfg.init_from)
     if not os.path.isfile(path):
         inside = [name for name in ("best.pt", "last.pt") if os.path.isfile(os.path.join(path, name))]
         hint = f"; did you mean {os.path.join(cfg.init_from, inside[0])}?" if inside else ""
         raise ConfigError(f"init_from: no checkpoint file at {cfg.init_from!r} (another run's best.pt or last.pt)"
                           + hint)
-    if os.path.realpath(os.path.dirname(path)) == os.path.realpath(cfg.out_dir):
-        raise ConfigError(f"init_from {cfg.init_from!r} is in this run's out_dir {cfg.out_dir!r}, whose checkpoints "
-                          "training overwrites: give the fine-tuned run another --out_dir")
+    same_dir = os.path.realpath(os.path.dirname(path)) == os.path.realpath(cfg.out_dir)
+    if same_dir and os.path.basename(path) in ("last.pt", "best.pt"):
+        raise ConfigError(f"init_from {cfg.init_from!r} is this run's own {os.path.basename(path)} in out_dir "
+                          f"{cfg.out_dir!r}, which training overwrites: give the fine-tuned run another --out_dir")
     read_initial_checkpoint(path)
 
 
@@ -359,7 +361,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
     pretrained = model.pretrained
     init_source = ckpt.get("init_source") if ckpt is not None else None  # where a fine-tuned run started
     if fine_tune:
-        init_source = load_initial_weights(model, resolve_path(cfg.init_from))
+        init_source = load_initial_weights(model, resolve_path(cfg.init_from), cfg.model)
         pretrained = init_source["pretrained"]
     model = model.to(ctx.device)
     if use_channels_last(cfg, ctx):

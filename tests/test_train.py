@@ -154,8 +154,13 @@ def test_a_run_its_time_budget_ended_is_finished_unless_epochs_grow():
 def test_weights_file_that_is_not_a_resnet18_is_a_config_error(one_epoch_run, tiny_root, tmp_path):
     from posefast.config import ConfigError
 
-    with pytest.raises(ConfigError, match=r"pretrained '.*best.pt': not a ResNet-18 state dict"):
+    with pytest.raises(ConfigError, match=r"pretrained '.*best.pt': this is a posefast training checkpoint, not "
+                                          r"ImageNet weights: fine-tune from it with --init_from PATH"):
         train(tiny_config(tiny_root, tmp_path / "run", "--pretrained", str(one_epoch_run / "best.pt"),
+                          synthetic_train=24, synthetic_val=8, epochs=1))
+    torch.save({"conv9.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(ConfigError, match=r"pretrained '.*other.pth': not a ResNet-18 state dict"):
+        train(tiny_config(tiny_root, tmp_path / "run", "--pretrained", str(tmp_path / "other.pth"),
                           synthetic_train=24, synthetic_val=8, epochs=1))
 
 

@@ -58,6 +58,9 @@ class ResNet18Encoder(nn.Module):
 
     def load_imagenet_state(self, state: dict) -> None:
         """Load a torchvision ``resnet18`` state dict (the ``fc`` weights are ignored)."""
+        if {"model", "config"} <= set(state):
+            raise ValueError("this is a posefast training checkpoint, not ImageNet weights: fine-tune from it with "
+                             "--init_from PATH")
         mapping = {"conv1.": "stem.0.", "bn1.": "stem.1."}
         renamed = {}
         for key, value in state.items():
