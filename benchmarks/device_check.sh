@@ -274,7 +274,7 @@ if want ncu && [ "$DEVICE" = "cuda" ]; then
     done
   fi
 fi
-want data && bench_stage "data loader and training throughput" 120 bench_data_train "${DATA_ARGS[@]}"
+want data && bench_stage "data loader and training throughput" 150 bench_data_train "${DATA_ARGS[@]}"
 
 want compile && bench_stage "benchmark with torch.compile" 120 bench_cuda "${COMPILE_ARGS[@]}"
 

@@ -42,7 +42,7 @@ if REPO not in sys.path:
 import torch  # noqa: E402
 
 import kernels_py  # noqa: E402
-from mmpose_style_loader import benchmark_mmpose_style  # noqa: E402
+from mmpose_style_loader import MmposeStyleBench  # noqa: E402
 from pose_loss_bench import bench_pose_loss, format_rows  # noqa: E402
 from timing import (copy_bandwidth, device_name, device_times, error_line, graph_replay_times,  # noqa: E402
                     launch_floor, llc_bytes, steady_cpu_allocator, synchronize, time_fn)
@@ -353,15 +353,27 @@ def bench_data(args, device):
               "batch_size": args.data_batch, "input_size": [256, 192], "device": str(device),
               # below one epoch per measurement, every epoch start waits for its first batch
               "batches_per_epoch": len(dataset) // args.data_batch}
-    for name, augment in (("augmented", AugmentConfig()), ("plain", None)):
-        loader = PoseLoader(dataset, args.data_batch, shuffle=True, drop_last=True, device=device,
-                            augment=augment, output_stride=4)
-        result[f"{name}_samples_per_s"] = benchmark_loader(loader, args.data_batches)
-    if args.baseline_workers != 0:
-        workers = args.baseline_workers if args.baseline_workers > 0 else os.cpu_count() or 1
-        baseline = benchmark_mmpose_style(ann_file, image_dir, device, args.data_batch, args.data_batches, workers)
-        result.update(mmpose_style_samples_per_s=baseline, mmpose_style_workers=workers,
-                      augmented_vs_mmpose_style=result["augmented_samples_per_s"] / baseline)
+    loaders = {name: PoseLoader(dataset, args.data_batch, shuffle=True, drop_last=True, device=device, augment=augment,
+                                output_stride=4) for name, augment in (("augmented", AugmentConfig()), ("plain", None))}
+    workers = args.baseline_workers if args.baseline_workers > 0 else len(os.sched_getaffinity(0))
+    baseline = MmposeStyleBench(ann_file, image_dir, device, args.data_batch, workers) if args.baseline_workers else None
+    rounds = {name: [] for name in (*loaders, *(["mmpose_style"] if baseline else []))}
+    try:  # the loaders take turns, round after round: a slow spell of the machine hits each alike
+        for _ in range(args.data_rounds):
+            for name, loader in loaders.items():
+                rounds[name].append(benchmark_loader(loader, args.data_batches))
+            if baseline is not None:
+                rounds["mmpose_style"].append(baseline.samples_per_s(args.data_batches))
+    finally:
+        if baseline is not None:
+            baseline.close()
+    for name, rates in rounds.items():
+        result[f"{name}_samples_per_s"] = statistics.median(rates)
+        result[f"{name}_rounds"] = rates
+    if baseline is not None:
+        ratios = [a / b for a, b in zip(rounds["augmented"], rounds["mmpose_style"])]
+        result.update(mmpose_style_workers=workers, augmented_vs_mmpose_style=statistics.median(ratios),
+                      augmented_vs_mmpose_style_rounds=ratios)
     return result
 
 
@@ -416,6 +428,8 @@ def main(argv=None):
                     help="--data on this COCO keypoints folder's train.json and images/ instead of a synthetic set")
     ap.add_argument("--baseline-workers", type=int, default=-1,
                     help="DataLoader workers of --data's mmpose-style baseline (-1: one per CPU core; 0: skip it)")
+    ap.add_argument("--data-rounds", type=int, default=3,
+                    help="--data: rounds in which each loader is timed in turn (medians reported)")
     ap.add_argument("--train", action="store_true", help="also benchmark training images/s")
     args = ap.parse_args(argv)
 

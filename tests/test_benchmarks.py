@@ -88,13 +88,16 @@ def test_profile_kernels_runs_every_op_once_on_the_cpu(capsys):
 def test_data_benchmark_measures_the_mmpose_style_baseline_too(bench_run, tmp_path):
     out = tmp_path / "data.json"
     assert bench_run.main(["--device", "cpu", "--data-only", "--data-images", "8", "--data-batch", "4",
-                           "--data-batches", "2", "--baseline-workers", "1", "--data-root", str(tmp_path / "root"),
-                           "--json", str(out)]) == 0
+                           "--data-batches", "2", "--baseline-workers", "1", "--data-rounds", "3",
+                           "--data-root", str(tmp_path / "root"), "--json", str(out)]) == 0
     data = json.loads(out.read_text())["data"]
-    assert data["augmented_samples_per_s"] > 0 and data["mmpose_style_samples_per_s"] > 0
+    for name in ("augmented", "plain", "mmpose_style"):
+        rates = data[f"{name}_rounds"]
+        assert len(rates) == 3 and min(rates) > 0 and data[f"{name}_samples_per_s"] == sorted(rates)[1]
     assert data["mmpose_style_workers"] == 1
-    assert data["augmented_vs_mmpose_style"] == pytest.approx(data["augmented_samples_per_s"]
-                                                              / data["mmpose_style_samples_per_s"])
+    ratios = [a / b for a, b in zip(data["augmented_rounds"], data["mmpose_style_rounds"])]
+    assert data["augmented_vs_mmpose_style_rounds"] == pytest.approx(ratios)
+    assert data["augmented_vs_mmpose_style"] == pytest.approx(sorted(ratios)[1])
 
 
 def test_mmpose_style_baseline_warps_and_renders_where_the_joints_are():
@@ -112,4 +115,5 @@ def test_mmpose_style_baseline_warps_and_renders_where_the_joints_are():
     visible[:2] = True
     heatmaps, weights = baseline.gaussian_targets(points, visible, 48, 64, 2.0)
     assert np.unravel_index(heatmaps[0].argmax(), heatmaps[0].shape) == (21, 10) and heatmaps[0].max() == 1
+    assert heatmaps[0, 21, 12] == pytest.approx(np.exp(-4 / 8)) and heatmaps[0, 21, 17] == 0  # 6-sigma window
     assert weights.tolist()[:3] == [1, 0, 0] and not heatmaps[1:].any()
