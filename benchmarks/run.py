@@ -356,7 +356,13 @@ def bench_data(args, device):
     loaders = {name: PoseLoader(dataset, args.data_batch, shuffle=True, drop_last=True, device=device, augment=augment,
                                 output_stride=4) for name, augment in (("augmented", AugmentConfig()), ("plain", None))}
     workers = args.baseline_workers if args.baseline_workers > 0 else len(os.sched_getaffinity(0))
-    baseline = MmposeStyleBench(ann_file, image_dir, device, args.data_batch, workers) if args.baseline_workers else None
+    baseline = None
+    if args.baseline_workers:
+        try:
+            baseline = MmposeStyleBench(ann_file, image_dir, device, args.data_batch, workers)
+        except Exception as exc:  # the loader's own numbers still count
+            result["mmpose_style_error"] = error_line(exc)
+            print(f"# mmpose-style baseline failed: {result['mmpose_style_error']}", flush=True)
     rounds = {name: [] for name in (*loaders, *(["mmpose_style"] if baseline else []))}
     try:  # the loaders take turns, round after round: a slow spell of the machine hits each alike
         for _ in range(args.data_rounds):

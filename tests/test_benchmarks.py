@@ -117,3 +117,17 @@ def test_mmpose_style_baseline_warps_and_renders_where_the_joints_are():
     assert np.unravel_index(heatmaps[0].argmax(), heatmaps[0].shape) == (21, 10) and heatmaps[0].max() == 1
     assert heatmaps[0, 21, 12] == pytest.approx(np.exp(-4 / 8)) and heatmaps[0, 21, 17] == 0  # 6-sigma window
     assert weights.tolist()[:3] == [1, 0, 0] and not heatmaps[1:].any()
+
+
+def test_a_failing_baseline_keeps_the_loaders_numbers(bench_run, tmp_path, monkeypatch):
+    def broken(*args):
+        raise ValueError("no persons")
+
+    monkeypatch.setattr(bench_run, "MmposeStyleBench", broken)
+    out = tmp_path / "data.json"
+    assert bench_run.main(["--device", "cpu", "--data-only", "--data-images", "8", "--data-batch", "4",
+                           "--data-batches", "1", "--data-rounds", "1", "--data-root", str(tmp_path / "root"),
+                           "--json", str(out)]) == 0
+    data = json.loads(out.read_text())["data"]
+    assert data["mmpose_style_error"] == "ValueError: no persons" and data["augmented_samples_per_s"] > 0
+    assert "mmpose_style_samples_per_s" not in data
