@@ -369,7 +369,14 @@ def bench_data(args, device):
             for name, loader in loaders.items():
                 rounds[name].append(benchmark_loader(loader, args.data_batches))
             if baseline is not None:
-                rounds["mmpose_style"].append(baseline.samples_per_s(args.data_batches))
+                try:
+                    rounds["mmpose_style"].append(baseline.samples_per_s(args.data_batches))
+                except Exception as exc:  # a worker died: keep the loader's rounds
+                    result["mmpose_style_error"] = error_line(exc)
+                    print(f"# mmpose-style baseline failed: {result['mmpose_style_error']}", flush=True)
+                    baseline.close()
+                    baseline = None
+                    del rounds["mmpose_style"]
     finally:
         if baseline is not None:
             baseline.close()
@@ -438,6 +445,8 @@ def main(argv=None):
                     help="--data: rounds in which each loader is timed in turn (medians reported)")
     ap.add_argument("--train", action="store_true", help="also benchmark training images/s")
     args = ap.parse_args(argv)
+    if args.data_rounds < 1:
+        ap.error(f"--data-rounds must be >= 1, got {args.data_rounds}")
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and device.index is None:

@@ -286,7 +286,8 @@ def load_initial_weights(model: nn.Module, path: str, model_name: str) -> dict:
     saved = ckpt["config"]
     same_kind = saved.get("model") == model_name
     fits = {key: value for key, value in source.items()
-            if key in own and (same_kind or key.startswith("encoder.")) and value.shape == own[key].shape}
+            if key in own and (same_kind or key.startswith("encoder.")) and isinstance(value, torch.Tensor)
+            and value.shape == own[key].shape}
     unwrap(model).load_state_dict(fits, strict=False)
     encoder = sum(key.startswith("encoder.") for key in own)
     theirs = f"its model: {saved.get('model')}, output stride {saved.get('output_stride', 4)}"

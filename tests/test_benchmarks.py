@@ -131,3 +131,29 @@ def test_a_failing_baseline_keeps_the_loaders_numbers(bench_run, tmp_path, monke
     data = json.loads(out.read_text())["data"]
     assert data["mmpose_style_error"] == "ValueError: no persons" and data["augmented_samples_per_s"] > 0
     assert "mmpose_style_samples_per_s" not in data
+
+
+def test_a_baseline_that_dies_mid_run_keeps_the_loaders_numbers(bench_run, tmp_path, monkeypatch):
+    class DiesInRoundTwo:
+        def __init__(self, *args):
+            self.rounds, self.closed = 0, False
+
+        def samples_per_s(self, num_batches):
+            self.rounds += 1
+            if self.rounds == 2:
+                raise RuntimeError("DataLoader worker (pid 1) exited unexpectedly")
+            return 100.0
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(bench_run, "MmposeStyleBench", DiesInRoundTwo)
+    out = tmp_path / "data.json"
+    assert bench_run.main(["--device", "cpu", "--data-only", "--data-images", "8", "--data-batch", "4",
+                           "--data-batches", "1", "--data-rounds", "3", "--data-root", str(tmp_path / "root"),
+                           "--json", str(out)]) == 0
+    data = json.loads(out.read_text())["data"]
+    assert data["mmpose_style_error"].startswith("RuntimeError: DataLoader worker")
+    assert len(data["augmented_rounds"]) == 3 and "mmpose_style_rounds" not in data
+    with pytest.raises(SystemExit):
+        bench_run.main(["--device", "cpu", "--data-only", "--data-rounds", "0"])
