@@ -85,12 +85,16 @@ def test_profile_kernels_runs_every_op_once_on_the_cpu(capsys):
     assert "one launch of each posefast kernel at 16x12 on cpu" in capsys.readouterr().out
 
 
-def test_data_benchmark_measures_the_mmpose_style_baseline_too(bench_run, tmp_path):
+def data_only(bench_run, tmp_path, *extra):
+    """``run.py --data-only`` on a tiny synthetic set (4 per batch); its ``data`` record."""
     out = tmp_path / "data.json"
     assert bench_run.main(["--device", "cpu", "--data-only", "--data-images", "8", "--data-batch", "4",
-                           "--data-batches", "2", "--baseline-workers", "1", "--data-rounds", "3",
-                           "--data-root", str(tmp_path / "root"), "--json", str(out)]) == 0
-    data = json.loads(out.read_text())["data"]
+                           "--data-root", str(tmp_path / "root"), "--json", str(out), *extra]) == 0
+    return json.loads(out.read_text())["data"]
+
+
+def test_data_benchmark_measures_the_mmpose_style_baseline_too(bench_run, tmp_path):
+    data = data_only(bench_run, tmp_path, "--data-batches", "2", "--baseline-workers", "1", "--data-rounds", "3")
     for name in ("augmented", "plain", "mmpose_style"):
         rates = data[f"{name}_rounds"]
         assert len(rates) == 3 and min(rates) > 0 and data[f"{name}_samples_per_s"] == sorted(rates)[1]
@@ -124,11 +128,7 @@ def test_a_failing_baseline_keeps_the_loaders_numbers(bench_run, tmp_path, monke
         raise ValueError("no persons")
 
     monkeypatch.setattr(bench_run, "MmposeStyleBench", broken)
-    out = tmp_path / "data.json"
-    assert bench_run.main(["--device", "cpu", "--data-only", "--data-images", "8", "--data-batch", "4",
-                           "--data-batches", "1", "--data-rounds", "1", "--data-root", str(tmp_path / "root"),
-                           "--json", str(out)]) == 0
-    data = json.loads(out.read_text())["data"]
+    data = data_only(bench_run, tmp_path, "--data-batches", "1", "--data-rounds", "1")
     assert data["mmpose_style_error"] == "ValueError: no persons" and data["augmented_samples_per_s"] > 0
     assert "mmpose_style_samples_per_s" not in data
 
@@ -148,11 +148,7 @@ def test_a_baseline_that_dies_mid_run_keeps_the_loaders_numbers(bench_run, tmp_p
             self.closed = True
 
     monkeypatch.setattr(bench_run, "MmposeStyleBench", DiesInRoundTwo)
-    out = tmp_path / "data.json"
-    assert bench_run.main(["--device", "cpu", "--data-only", "--data-images", "8", "--data-batch", "4",
-                           "--data-batches", "1", "--data-rounds", "3", "--data-root", str(tmp_path / "root"),
-                           "--json", str(out)]) == 0
-    data = json.loads(out.read_text())["data"]
+    data = data_only(bench_run, tmp_path, "--data-batches", "1", "--data-rounds", "3")
     assert data["mmpose_style_error"].startswith("RuntimeError: DataLoader worker")
     assert len(data["augmented_rounds"]) == 3 and "mmpose_style_rounds" not in data
     with pytest.raises(SystemExit):
