@@ -268,7 +268,7 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def load_initial_weights(model: nn.Module, path: str, model_name: str) -> dict:
+def load_initial_weights(model: nn.Module, path: str, model_name: str, ckpt: dict | None = None) -> dict:
     """Fine-tuning: copy the weights of the posefast checkpoint at ``path`` into a new run's
     ``model`` (a ``model_name`` network): the whole encoder and, when the checkpoint's run had
     the same kind of model, every decoder tensor whose name and shape match, batch-norm
@@ -279,9 +279,10 @@ def load_initial_weights(model: nn.Module, path: str, model_name: str) -> dict:
     ``sha256``, the source's ``epoch``, ``best_pck_torso``, ``model``, ``output_stride`` and
     ``pretrained`` (whether its run started from ImageNet weights: the new run's descend from
     the same), and ``loaded`` (``"all N tensors"`` or ``"n of N tensors (the encoder and d
-    decoder tensors; its model ...)"``). :class:`CheckpointError` naming ``path`` when its
-    encoder does not fit."""
-    ckpt = read_initial_checkpoint(path)
+    decoder tensors; its model ...)"``). ``ckpt``: the mapping :func:`read_initial_checkpoint`
+    already read from ``path`` (read here otherwise, raising :class:`CheckpointError` naming
+    ``path`` when its encoder does not fit)."""
+    ckpt = read_initial_checkpoint(path) if ckpt is None else ckpt
     source, own = ckpt["model"], unwrap(model).state_dict()
     saved = ckpt["config"]
     same_kind = saved.get("model") == model_name

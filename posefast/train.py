@@ -277,9 +277,9 @@ class TrainingDivergedError(RuntimeError):
 
 
 def check_device_and_weights(cfg: TrainConfig) -> None:
-    """ConfigError, before any work, for a CUDA device this machine lacks or a weights file
-    (``init_from``, else ``pretrained``) that is not there (a resumed run takes its weights
-    from ``last.pt``)."""
+    """ConfigError, before any work, for a CUDA device this machine lacks or a ``pretrained``
+    weights file that is not there (a resumed or fine-tuned run takes its weights from a
+    checkpoint: ``last.pt``, or ``init_from``'s, see :func:`check_initial_checkpoint`)."""
     if cfg.device.startswith("cuda"):
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         index = int(cfg.device.partition(":")[2] or 0)
@@ -288,18 +288,16 @@ def check_device_and_weights(cfg: TrainConfig) -> None:
                               f"{'cpu' if count == 0 else 'cuda:0'} (or auto)")
     if cfg.resume:
         return
-    if cfg.init_from:
-        check_initial_checkpoint(cfg)
     weights_file = cfg.pretrained not in ("auto", "none", "download") and not cfg.init_from
     if weights_file and not os.path.isfile(cfg.pretrained):
         raise ConfigError(f"pretrained: no weights file at {cfg.pretrained!r} (a torchvision resnet18 state dict; "
                           "or auto, none, download)")
 
 
-def check_initial_checkpoint(cfg: TrainConfig) -> None:
-    """ConfigError or CheckpointError, before any work, for an ``init_from`` that is missing,
-    not a posefast checkpoint, without a fitting encoder, or the ``last.pt`` / ``best.pt`` of
-    the run's own ``out_dir`` (training would overwrite it)."""
+def check_initial_checkpoint(cfg: TrainConfig) -> dict:
+    """``init_from``'s checkpoint, read once, before any work; ConfigError or CheckpointError
+    for one that is missing, not a posefast checkpoint, without a fitting encoder, or the
+    ``last.pt`` / ``best.pt`` of the run's own ``out_dir`` (training would overwrite it)."""
     path = resolve_path(cfg.init_from)
     if not os.path.isfile(path):
         inside = [name for name in ("best.pt", "last.pt") if os.path.isfile(os.path.join(path, name))]
@@ -310,7 +308,7 @@ def check_initial_checkpoint(cfg: TrainConfig) -> None:
     if same_dir and os.path.basename(path) in ("last.pt", "best.pt"):
         raise ConfigError(f"init_from {cfg.init_from!r} is this run's own {os.path.basename(path)} in out_dir "
                           f"{cfg.out_dir!r}, which training overwrites: give the fine-tuned run another --out_dir")
-    read_initial_checkpoint(path)
+    return read_initial_checkpoint(path)
 
 
 def train(cfg: TrainConfig, stop_after: int | None = None) -> dict | None:
@@ -322,16 +320,17 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> dict | None:
     if cfg.dataset == "coco":
         coco_paths(cfg)  # a missing dataset is a ConfigError before anything starts
     check_device_and_weights(cfg)
+    initial = check_initial_checkpoint(cfg) if cfg.init_from and not cfg.resume else None
     if int(os.environ.get("RANK", "0")) == 0:
         check_output_dir(cfg.out_dir)
     ctx = init_distributed(cfg.device)
     try:
-        return _train(cfg, ctx, stop_after)
+        return _train(cfg, ctx, stop_after, initial)
     finally:
         shutdown(ctx)
 
 
-def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict | None:
+def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None, initial: dict | None) -> dict | None:
     started = time.perf_counter()  # a time budget counts the data preparation (crop caches) too
     out_dir = os.path.abspath(cfg.out_dir)
     last_path, best_path = os.path.join(out_dir, "last.pt"), os.path.join(out_dir, "best.pt")
@@ -361,7 +360,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, stop_after: int | None) -> dict |
     pretrained = model.pretrained
     init_source = ckpt.get("init_source") if ckpt is not None else None  # where a fine-tuned run started
     if fine_tune:
-        init_source = load_initial_weights(model, resolve_path(cfg.init_from), cfg.model)
+        init_source = load_initial_weights(model, resolve_path(cfg.init_from), cfg.model, ckpt=initial)
         pretrained = init_source["pretrained"]
     model = model.to(ctx.device)
     if use_channels_last(cfg, ctx):

@@ -27,8 +27,8 @@ def loaded_weights(monkeypatch):
     """The model's state right after ``init_from`` was loaded into it, keyed by parameter name."""
     seen = {}
 
-    def recording(model, path, model_name):
-        result = load_initial_weights(model, path, model_name)
+    def recording(model, path, model_name, **kwargs):
+        result = load_initial_weights(model, path, model_name, **kwargs)
         seen.update({key: value.clone() for key, value in model.state_dict().items()})
         return result
 
