@@ -44,8 +44,8 @@ import torch  # noqa: E402
 import kernels_py  # noqa: E402
 from mmpose_style_loader import MmposeStyleBench  # noqa: E402
 from pose_loss_bench import bench_pose_loss, format_rows  # noqa: E402
-from timing import (copy_bandwidth, device_name, device_times, error_line, graph_replay_times,  # noqa: E402
-                    launch_floor, llc_bytes, steady_cpu_allocator, synchronize, time_fn)
+from timing import (copy_bandwidth, cpu_simd, device_name, device_times, error_line,  # noqa: E402
+                    graph_replay_times, launch_floor, llc_bytes, steady_cpu_allocator, synchronize, time_fn)
 from posefast import ops as pf  # noqa: E402
 
 NUM_JOINTS = 17
@@ -478,7 +478,7 @@ def main(argv=None):
             "threads": torch.get_num_threads(), "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "python": platform.python_version(),
             "loadavg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
-            "cpu_allocator": steady_cpu_allocator()}
+            "cpu_allocator": steady_cpu_allocator(), "cpu_simd": cpu_simd()}
     result = {"meta": meta, "rows": []}
     print(f"# posefast benchmarks on {meta['device']}, torch {meta['torch']}, {meta['date']}", flush=True)
 

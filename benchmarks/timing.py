@@ -42,7 +42,16 @@ def cpu_model():
 def device_name(device):
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{cpu_model()} ({torch.get_num_threads()} threads)"
+    simd = cpu_simd()
+    return f"{cpu_model()} ({torch.get_num_threads()} threads" + (f", {simd} kernels)" if simd else ")")
+
+
+def cpu_simd():
+    """The vector width posefast's CPU kernels run at (None for an extension built before it was
+    reported, such as the GPU script's fallback kernels)."""
+    if not hasattr(torch.ops.posefast, "cpu_simd_level"):
+        return None
+    return torch.ops.posefast.cpu_simd_level()
 
 
 def llc_bytes(device):

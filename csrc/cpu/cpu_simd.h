@@ -1,13 +1,21 @@
-// CPU-only SIMD helpers for the posefast kernels: a 16-float vector type (GCC/Clang vector
-// extensions, lowered to SSE2, AVX2 or AVX-512 by whichever target the function is compiled
-// for), the vector forms of pose_math.h's exp_poly and exp2_fast, and PF_CPU_CLONES, which
-// compiles a hot function for x86-64-v4 (AVX-512 F/BW/DQ/VL), AVX2 and the baseline x86-64
-// and picks one at load time (GCC target_clones / ifunc), so the wheel still runs on any
-// x86-64 CPU.
+// CPU-only SIMD helpers for the posefast kernels: Vec<N>, an N-float vector type (GCC/Clang
+// vector extensions) with the loads, stores, reductions and the vector forms of pose_math.h's
+// exp_poly and exp2_fast, and run_simd, which runs a kernel template at the widest width the
+// CPU has: 16 floats compiled for AVX-512 (F/BW/DQ/VL), 8 for AVX2 + FMA, 4 (SSE2, or NEON
+// off x86) for the rest. The width must match the target: a 16-float vector compiled for
+// AVX2 is split in two, and GCC lowers its comparisons and selects one lane at a time (the
+// soft-argmax kernels ran 15x slower that way on an AVX2 CPU; benchmarks/NOTES.md). No
+// -march flag: the extension still runs on any x86-64. POSEFAST_CPU_SIMD=avx512|avx2|baseline
+// caps the level (tests run every width that way; `torch.ops.posefast.cpu_simd_level()` says
+// which one runs).
 #pragma once
 
+#include <c10/util/Exception.h>
+
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -15,24 +23,28 @@
 
 #include "../include/pose_math.h"
 
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && defined(__linux__) && \
-    !defined(POSEFAST_NO_CPU_CLONES)
-#if defined(__clang__) || __GNUC__ < 12  // x86-64-v4 as a clone target: GCC 12 and later
-#define PF_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && \
+    !defined(POSEFAST_NO_CPU_DISPATCH)
+#define PF_X86_DISPATCH 1
+#if defined(__clang__) || __GNUC__ < 12  // x86-64-v4 as a target name: GCC 12 and later
+#define PF_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
 #else
-#define PF_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#define PF_TARGET_AVX512 __attribute__((target("arch=x86-64-v4")))
 #endif
+#define PF_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #else
-#define PF_CPU_CLONES
+#define PF_X86_DISPATCH 0
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
 #define PF_HAVE_VEC 1
-// The 64-byte vectors below only live inside always-inlined helpers: no ABI crosses them.
+// The 32- and 64-byte vectors below only live inside always-inlined helpers and the
+// run_simd entries of their own target: no ABI crosses them.
 #pragma GCC diagnostic ignored "-Wpsabi"
 #define PF_VINLINE inline __attribute__((always_inline))
 #else
 #define PF_HAVE_VEC 0
+#define PF_VINLINE inline
 #endif
 
 namespace posefast {
@@ -75,128 +87,252 @@ inline void store_scalar(uint16_t* p, float v) {
 }
 
 #if PF_HAVE_VEC
-constexpr int kLanes = 16;
-typedef float vf __attribute__((vector_size(64)));
-typedef int32_t vi __attribute__((vector_size(64)));
-typedef uint32_t vu __attribute__((vector_size(64)));
+// N floats in one vector, and what the kernels do with them. Every helper is always inlined,
+// so it is compiled for the target of the run_simd entry that instantiates it.
+// (The types are spelled out per width: GCC's vector builtins reject a vector_size that
+// depends on a template parameter.)
+template <int N>
+struct VecTypes;
+#define PF_VEC_TYPES(N)                                                             \
+  template <>                                                                       \
+  struct VecTypes<N> {                                                              \
+    typedef float vf __attribute__((vector_size(4 * N)));                           \
+    typedef int32_t vi __attribute__((vector_size(4 * N)));                         \
+    typedef uint32_t vu __attribute__((vector_size(4 * N)));                        \
+    typedef uint16_t vh __attribute__((vector_size(2 * N)));  /* N bfloat16 values */ \
+    typedef uint16_t vh2 __attribute__((vector_size(4 * N))); /* 2N halves of N floats */ \
+  };
+PF_VEC_TYPES(4)
+PF_VEC_TYPES(8)
+PF_VEC_TYPES(16)
+#undef PF_VEC_TYPES
 
-PF_VINLINE vf splat(float v) { return vf{} + v; }
+template <int N>
+struct Vec {
+  static constexpr int kLanes = N;
+  using vf = typename VecTypes<N>::vf;
+  using vi = typename VecTypes<N>::vi;
+  using vu = typename VecTypes<N>::vu;
+  using vh = typename VecTypes<N>::vh;
+  using vh2 = typename VecTypes<N>::vh2;
 
-PF_VINLINE vf load(const float* p) {
-  vf v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
+  static PF_VINLINE vf splat(float v) { return vf{} + v; }
 
-PF_VINLINE void store(float* p, vf v) { std::memcpy(p, &v, sizeof(v)); }
+  static PF_VINLINE vf load(const float* p) {
+    vf v;
+    std::memcpy(&v, p, sizeof(v));
+    return v;
+  }
 
-// The first n < kLanes floats at p, the other lanes set to `pad`.
-PF_VINLINE vf load_tail(const float* p, int64_t n, float pad) {
-  float a[kLanes];
-  for (int i = 0; i < kLanes; ++i) a[i] = pad;
-  std::memcpy(a, p, n * sizeof(float));
-  return load(a);
-}
+  static PF_VINLINE void store(float* p, vf v) { std::memcpy(p, &v, sizeof(v)); }
 
-PF_VINLINE void store_tail(float* p, int64_t n, vf v) {
-  float a[kLanes];
-  store(a, v);
-  std::memcpy(p, a, n * sizeof(float));
-}
+  // The first n < N floats at p, the other lanes set to `pad`.
+  static PF_VINLINE vf load_tail(const float* p, int64_t n, float pad) {
+    float a[N];
+    for (int i = 0; i < N; ++i) a[i] = pad;
+    std::memcpy(a, p, n * sizeof(float));
+    return load(a);
+  }
 
-// bfloat16 <-> float, 16 at a time; narrowing rounds to nearest even and maps NaN to
-// 0x7FC0, exactly as c10::BFloat16's conversion.
-typedef uint16_t vh __attribute__((vector_size(32)));
+  static PF_VINLINE void store_tail(float* p, int64_t n, vf v) {
+    float a[N];
+    store(a, v);
+    std::memcpy(p, a, n * sizeof(float));
+  }
 
-typedef uint16_t vh2 __attribute__((vector_size(64)));
-
-PF_VINLINE vf widen_bf16(const uint16_t* p) {
-  vh h;
-  std::memcpy(&h, p, sizeof(h));
-  // each bfloat16 becomes the high half of a float (little-endian: odd 16-bit lanes), zeros
-  // below it: one permute, where a zero-extend and shift lowers to five instructions
+  // bfloat16 <-> float, N at a time; narrowing rounds to nearest even and maps NaN to
+  // 0x7FC0, exactly as c10::BFloat16's conversion.
+  static PF_VINLINE vf widen_bf16(const uint16_t* p) {
+    vh h;
+    std::memcpy(&h, p, sizeof(h));
+    // each bfloat16 becomes the high half of a float (little-endian: odd 16-bit lanes), zeros
+    // below it: one permute, where a zero-extend and shift lowers to several instructions
 #if defined(__clang__) || __GNUC__ >= 12
-  const vh z{};
-  const vh2 w = __builtin_shufflevector(z, h, 0, 16, 0, 17, 0, 18, 0, 19, 0, 20, 0, 21, 0, 22, 0, 23,
-                                        0, 24, 0, 25, 0, 26, 0, 27, 0, 28, 0, 29, 0, 30, 0, 31);
-  return (vf)w;
+    const vh z{};
+    if constexpr (N == 16) {
+      return (vf)(vh2)__builtin_shufflevector(z, h, 0, 16, 0, 17, 0, 18, 0, 19, 0, 20, 0, 21, 0, 22,
+                                              0, 23, 0, 24, 0, 25, 0, 26, 0, 27, 0, 28, 0, 29, 0, 30,
+                                              0, 31);
+    } else if constexpr (N == 8) {
+      return (vf)(vh2)__builtin_shufflevector(z, h, 0, 8, 0, 9, 0, 10, 0, 11, 0, 12, 0, 13, 0, 14,
+                                              0, 15);
+    } else if constexpr (N == 4) {
+      return (vf)(vh2)__builtin_shufflevector(z, h, 0, 4, 0, 5, 0, 6, 0, 7);
+    }
+#endif
+    return (vf)(__builtin_convertvector(h, vu) << 16);
+  }
+
+  static PF_VINLINE void narrow_bf16(uint16_t* p, vf v) {
+    const vu u = (vu)v;
+#if defined(__clang__) || __GNUC__ >= 12
+    if constexpr (N == 8 || N == 4) {
+      // the rounded value's high halves (odd 16-bit lanes), picked by one shuffle: AVX2 has
+      // no truncating pack, and a shift + mask + saturating pack + permute costs five
+      const vu r = v != v ? vu{} + 0x7FC00000u : u + (((u >> 16) & 1u) + 0x7FFFu);
+      const vh2 halves = (vh2)r;
+      vh h;
+      if constexpr (N == 8)
+        h = __builtin_shufflevector(halves, halves, 1, 3, 5, 7, 9, 11, 13, 15);
+      else
+        h = __builtin_shufflevector(halves, halves, 1, 3, 5, 7);
+      std::memcpy(p, &h, sizeof(h));
+      return;
+    }
+#endif
+    const vu rounded = (u + (((u >> 16) & 1u) + 0x7FFFu)) >> 16;
+    const vu r = v != v ? vu{} + 0x7FC0u : rounded;
+    const vh h = __builtin_convertvector(r, vh);
+    std::memcpy(p, &h, sizeof(h));
+  }
+
+  // Loads and stores of float or bfloat16 (its bits as uint16_t) maps as float vectors, so
+  // one kernel template reads either without first widening the map into a buffer.
+  static PF_VINLINE vf loadf(const float* p) { return load(p); }
+  static PF_VINLINE vf loadf(const uint16_t* p) { return widen_bf16(p); }
+  static PF_VINLINE vf loadf_tail(const float* p, int64_t n, float pad) {
+    return load_tail(p, n, pad);
+  }
+  static PF_VINLINE vf loadf_tail(const uint16_t* p, int64_t n, float pad) {
+    float a[N];
+    for (int i = 0; i < N; ++i) a[i] = i < n ? to_float(p[i]) : pad;
+    return load(a);
+  }
+  static PF_VINLINE void storef(float* p, vf v) { store(p, v); }
+  static PF_VINLINE void storef(uint16_t* p, vf v) { narrow_bf16(p, v); }
+  static PF_VINLINE void storef_tail(float* p, int64_t n, vf v) { store_tail(p, n, v); }
+  static PF_VINLINE void storef_tail(uint16_t* p, int64_t n, vf v) {
+    uint16_t a[N];
+    narrow_bf16(a, v);
+    std::memcpy(p, a, n * sizeof(uint16_t));
+  }
+
+  // 0, 1, ..., N - 1
+  static PF_VINLINE vf iota() {
+    float a[N];
+    for (int i = 0; i < N; ++i) a[i] = float(i);
+    return load(a);
+  }
+
+  // Pairwise sum of the lanes (the order, and so the rounding, depends on N only).
+  static PF_VINLINE float hsum(vf v) {
+    float a[N];
+    std::memcpy(a, &v, sizeof(v));
+    for (int w = N / 2; w > 0; w /= 2)
+      for (int i = 0; i < w; ++i) a[i] += a[i + w];
+    return a[0];
+  }
+
+  static PF_VINLINE float hmax(vf v) {
+    float a[N];
+    std::memcpy(a, &v, sizeof(v));
+    float m = a[0];
+    for (int i = 1; i < N; ++i) m = a[i] > m ? a[i] : m;
+    return m;
+  }
+
+  static PF_VINLINE vf vmax(vf a, vf b) { return a > b ? a : b; }
+
+  // exp_poly of pose_math.h, lane-wise; same constants, same steps.
+  static PF_VINLINE vf exp_poly(vf x) {
+    x = x < kExpLo ? splat(kExpLo) : x;
+    x = x > kExpHi ? splat(kExpHi) : x;
+    vf t;
+    const vf e = exp_poly_reduced(x, t);
+    const vi n = (vi)t - pf_float_bits(kExpRoundMagic);  // (vi)t: the bits, as a C cast of vectors is
+    const vi h = n >> 1;
+    const vu b1 = (vu)(h + 127) << 23;
+    const vu b2 = (vu)(n - h + 127) << 23;
+    return e * (vf)b1 * (vf)b2;
+  }
+
+  // exp2_fast of pose_math.h, lane-wise: same constants, same steps.
+  static PF_VINLINE vf exp2_fast(vf a) {
+    a = vmax(a, splat(kExp2Lo));
+    vf t;
+    const vf p = exp2_reduced(a, t);
+    return (vf)((vu)p + ((vu)t << 23));
+  }
+};
 #else
-  return (vf)(__builtin_convertvector(h, vu) << 16);
+template <int N>
+struct Vec {  // no vector extensions: the kernels take their scalar loops
+  static constexpr int kLanes = N;
+};
 #endif
+
+// ---------------------------------------------------------------- picking the width at run time
+
+enum class SimdLevel : int { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
+
+inline const char* simd_level_name(SimdLevel level) {
+  switch (level) {
+    case SimdLevel::kAvx512: return "avx512";
+    case SimdLevel::kAvx2: return "avx2";
+    default: return "baseline";
+  }
 }
 
-PF_VINLINE void narrow_bf16(uint16_t* p, vf v) {
-  const vu u = (vu)v;
-  const vu rounded = (u + (((u >> 16) & 1u) + 0x7FFFu)) >> 16;
-  const vu r = v != v ? vu{} + 0x7FC0u : rounded;
-  const vh h = __builtin_convertvector(r, vh);
-  std::memcpy(p, &h, sizeof(h));
+// What this CPU runs: AVX-512 F/BW/DQ/VL, else AVX2 + FMA, else the baseline.
+inline SimdLevel detect_simd_level() {
+#if PF_X86_DISPATCH
+  __builtin_cpu_init();
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+    return SimdLevel::kAvx512;
+  if (avx2) return SimdLevel::kAvx2;
+#endif
+  return SimdLevel::kBaseline;
 }
 
-// Loads and stores of float or bfloat16 (its bits as uint16_t) maps as float vectors, so one
-// kernel template reads either without first widening the map into a buffer.
-PF_VINLINE vf loadf(const float* p) { return load(p); }
-PF_VINLINE vf loadf(const uint16_t* p) { return widen_bf16(p); }
-PF_VINLINE vf loadf_tail(const float* p, int64_t n, float pad) { return load_tail(p, n, pad); }
-PF_VINLINE vf loadf_tail(const uint16_t* p, int64_t n, float pad) {
-  float a[kLanes];
-  for (int i = 0; i < kLanes; ++i) a[i] = i < n ? to_float(p[i]) : pad;
-  return load(a);
-}
-PF_VINLINE void storef(float* p, vf v) { store(p, v); }
-PF_VINLINE void storef(uint16_t* p, vf v) { narrow_bf16(p, v); }
-PF_VINLINE void storef_tail(float* p, int64_t n, vf v) { store_tail(p, n, v); }
-PF_VINLINE void storef_tail(uint16_t* p, int64_t n, vf v) {
-  uint16_t a[kLanes];
-  narrow_bf16(a, v);
-  std::memcpy(p, a, n * sizeof(uint16_t));
-}
-
-// 0, 1, ..., 15
-PF_VINLINE vf iota() {
-  return vf{0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f, 8.f, 9.f, 10.f, 11.f, 12.f, 13.f, 14.f, 15.f};
+// The detected level, capped by POSEFAST_CPU_SIMD (read once per process; an unknown value is
+// an error on every call, a level the CPU lacks a warning).
+inline SimdLevel cpu_simd_level() {
+  static const SimdLevel level = [] {
+    const SimdLevel detected = detect_simd_level();
+    const char* env = std::getenv("POSEFAST_CPU_SIMD");
+    if (env == nullptr || *env == '\0') return detected;
+    const std::string want(env);
+    SimdLevel asked;
+    if (want == "avx512") asked = SimdLevel::kAvx512;
+    else if (want == "avx2") asked = SimdLevel::kAvx2;
+    else if (want == "baseline") asked = SimdLevel::kBaseline;
+    else TORCH_CHECK(false, "POSEFAST_CPU_SIMD must be avx512, avx2 or baseline (or unset), got '",
+                     want, "'");
+    if (asked > detected)
+      TORCH_WARN("POSEFAST_CPU_SIMD=", want, " but this CPU only runs ", simd_level_name(detected),
+                 "; using ", simd_level_name(detected));
+    return asked < detected ? asked : detected;
+  }();
+  return level;
 }
 
-PF_VINLINE float hsum(vf v) {
-  // pairwise, so the rounding does not depend on the target the caller was compiled for
-  float a[kLanes];
-  std::memcpy(a, &v, sizeof(v));
-  for (int w = kLanes / 2; w > 0; w /= 2)
-    for (int i = 0; i < w; ++i) a[i] += a[i + w];
-  return a[0];
+#if PF_X86_DISPATCH
+template <class Kernel, class... Args>
+PF_TARGET_AVX512 auto run_avx512(Args... args) {
+  return Kernel::template run<Vec<16>>(args...);
 }
 
-PF_VINLINE float hmax(vf v) {
-  float a[kLanes];
-  std::memcpy(a, &v, sizeof(v));
-  float m = a[0];
-  for (int i = 1; i < kLanes; ++i) m = a[i] > m ? a[i] : m;
-  return m;
-}
-
-PF_VINLINE vf vmax(vf a, vf b) { return a > b ? a : b; }
-
-// exp_poly of pose_math.h, lane-wise; same constants, same steps.
-PF_VINLINE vf exp_poly(vf x) {
-  x = x < kExpLo ? splat(kExpLo) : x;
-  x = x > kExpHi ? splat(kExpHi) : x;
-  vf t;
-  const vf e = exp_poly_reduced(x, t);
-  const vi n = (vi)t - pf_float_bits(kExpRoundMagic);  // (vi)t: the bits, as a C cast of vectors is
-  const vi h = n >> 1;
-  const vu b1 = (vu)(h + 127) << 23;
-  const vu b2 = (vu)(n - h + 127) << 23;
-  return e * (vf)b1 * (vf)b2;
-}
-
-// exp2_fast of pose_math.h, lane-wise: same constants, same steps.
-PF_VINLINE vf exp2_fast(vf a) {
-  a = vmax(a, splat(kExp2Lo));
-  vf t;
-  const vf p = exp2_reduced(a, t);
-  return (vf)((vu)p + ((vu)t << 23));
+template <class Kernel, class... Args>
+PF_TARGET_AVX2 auto run_avx2(Args... args) {
+  return Kernel::template run<Vec<8>>(args...);
 }
 #endif
+
+// Kernel::run<V>(args...) with V the vector of cpu_simd_level()'s width, compiled for that
+// target. Kernel::run must be PF_VINLINE: it is then compiled inside each entry above.
+template <class Kernel, class... Args>
+inline auto run_simd(Args... args) {
+#if PF_X86_DISPATCH
+  switch (cpu_simd_level()) {
+    case SimdLevel::kAvx512: return run_avx512<Kernel>(args...);
+    case SimdLevel::kAvx2: return run_avx2<Kernel>(args...);
+    default: break;
+  }
+#endif
+  return Kernel::template run<Vec<4>>(args...);
+}
 
 }  // namespace simd
 }  // namespace posefast

@@ -90,57 +90,35 @@ inline float pixel_grad_fast(float z, float t, float beta, float lse, float dx, 
   return g.hm * hg + beta * poly_exp(beta * z - lse) * (dx * g.gx + dy * g.gy);
 }
 
-}  // namespace
-
-// Elementwise row loops of the float path, compiled for AVX-512, AVX2 and baseline x86-64
-// (cpu_simd.h's PF_CPU_CLONES, picked at load time); GCC vectorises them at each width.
-// (external linkage: target_clones makes one ifunc per function)
-namespace {
-
+// Elementwise row loops of the float path, run through cpu_simd.h's run_simd: compiled for
+// AVX-512, AVX2 + FMA and the baseline, picked at run time; GCC vectorises them at each width
+// (the vector type V is unused: the loops are plain float code).
 template <int KIND>
-PF_VINLINE void fwd_row(const float* z, const float* colf, float rowf, int64_t W, float beta,
-                        float rm, const float* jf, float* h, float* e, float* ej) {
+struct FwdRow {
+  template <class V>
+  static PF_VINLINE void run(const float* z, const float* colf, float rowf, int64_t W, float beta,
+                             float rm, const float* jf, float* h, float* e, float* ej) {
 #pragma GCC ivdep
-  for (int64_t j = 0; j < W; ++j) {
-    const float ex = poly_exp(beta * z[j] - rm);
-    h[j] = pixel_loss_fast<KIND>(z[j], rowf * colf[j]);
-    e[j] = ex;
-    ej[j] = ex * jf[j];
+    for (int64_t j = 0; j < W; ++j) {
+      const float ex = poly_exp(beta * z[j] - rm);
+      h[j] = pixel_loss_fast<KIND>(z[j], rowf * colf[j]);
+      e[j] = ex;
+      ej[j] = ex * jf[j];
+    }
   }
-}
+};
 
 template <int KIND>
-PF_VINLINE void bwd_row(const float* z, const float* colf, float rowf, int64_t W, float beta,
-                        float lse, float px, float dy, const PoseLossMapGrad<float>& g,
-                        const float* jf, float* o) {
+struct BwdRow {
+  template <class V>
+  static PF_VINLINE void run(const float* z, const float* colf, float rowf, int64_t W, float beta,
+                             float lse, float px, float dy, const PoseLossMapGrad<float>* g,
+                             const float* jf, float* o) {
 #pragma GCC ivdep
-  for (int64_t j = 0; j < W; ++j)
-    o[j] = pixel_grad_fast<KIND>(z[j], rowf * colf[j], beta, lse, jf[j] - px, dy, g);
-}
-
-}  // namespace
-
-// (the loss kind is a template argument inside each loop, so each loop is vectorised for it)
-PF_CPU_CLONES void posefast_pose_loss_fwd_row_f32(const float* z, const float* colf, float rowf,
-                                                  int64_t W, float beta, float rm, int kind,
-                                                  const float* jf, float* h, float* e, float* ej) {
-  if (kind == kHeatmapLossMSE)
-    fwd_row<kHeatmapLossMSE>(z, colf, rowf, W, beta, rm, jf, h, e, ej);
-  else
-    fwd_row<kHeatmapLossBCE>(z, colf, rowf, W, beta, rm, jf, h, e, ej);
-}
-
-PF_CPU_CLONES void posefast_pose_loss_bwd_row_f32(const float* z, const float* colf, float rowf,
-                                                  int64_t W, float beta, float lse, float px,
-                                                  float dy, const PoseLossMapGrad<float>& g,
-                                                  int kind, const float* jf, float* o) {
-  if (kind == kHeatmapLossMSE)
-    bwd_row<kHeatmapLossMSE>(z, colf, rowf, W, beta, lse, px, dy, g, jf, o);
-  else
-    bwd_row<kHeatmapLossBCE>(z, colf, rowf, W, beta, lse, px, dy, g, jf, o);
-}
-
-namespace {
+    for (int64_t j = 0; j < W; ++j)
+      o[j] = pixel_grad_fast<KIND>(z[j], rowf * colf[j], beta, lse, jf[j] - px, dy, *g);
+  }
+};
 
 // Per-thread row buffers of the float fast path.
 struct RowBuffers {
@@ -190,7 +168,8 @@ float fused_row_fast(const scalar_t* row, const float* colf, float rowf, int64_t
   float* h = buf.h.data();
   float* e = buf.e.data();
   float* ej = buf.ej.data();
-  posefast_pose_loss_fwd_row_f32(z, colf, rowf, W, beta, rm, KIND, buf.jf.data(), h, e, ej);
+  simd::run_simd<FwdRow<KIND>>(z, static_cast<const float*>(colf), rowf, W, beta, rm,
+                               static_cast<const float*>(buf.jf.data()), h, e, ej);
   SoftArgmaxState<float> r;
   r.m = rm;
   r.s = lane_sum(e, W);
@@ -208,7 +187,7 @@ void grad_row_fast(const scalar_t* row, scalar_t* out, const float* colf, float 
   float* o = buf.h.data();
   const float* jf = buf.jf.data();
   load_row(row, z, W);
-  posefast_pose_loss_bwd_row_f32(z, colf, rowf, W, beta, lse, px, dy, g, KIND, jf, o);
+  simd::run_simd<BwdRow<KIND>>(z, colf, rowf, W, beta, lse, px, dy, &g, jf, o);
   for (int64_t j = 0; j < W; ++j) out[j] = static_cast<scalar_t>(o[j]);
 }
 

@@ -1,12 +1,12 @@
 // CPU soft-argmax, forward and backward. One task per map; only the log-sum-exp per map is
 // saved for the backward pass.
 //
-// float32 / bfloat16 / float16 maps take the SIMD path (cpu_simd.h: 16-float vectors,
-// compiled for AVX-512, AVX2 and baseline x86-64, picked at load time): the forward pass
+// float32 / bfloat16 / float16 maps take the SIMD path (cpu_simd.h's run_simd: 16-, 8- or
+// 4-float vectors for AVX-512, AVX2 or the baseline, picked at run time): the forward pass
 // reads the map twice (a max pass, then one exp per pixel accumulating the sums; the
 // second read hits L1/L2, a map is at most a few hundred KB), the backward pass reads and
 // writes each pixel once. bfloat16 maps are read (and their gradient written) directly,
-// 16 values widened to float per load; float16 maps are widened one map at a time.
+// a vector's worth widened to float per load; float16 maps are widened one map at a time.
 // A forward map holding a non-finite beta * h (NaN, +-inf) falls back to the exact scalar
 // online-softmax path below, which defines the NaN / inf semantics; float64 always takes
 // that scalar path. It is the GPU forward kernel's algorithm (SoftArgmaxState::push_run, weights
@@ -25,29 +25,33 @@
 
 namespace posefast {
 
+namespace {
+
 // ---------------------------------------------------------------- float SIMD kernels
-// (external linkage: target_clones makes one ifunc per function)
+// (templates over simd::Vec<N>, run through simd::run_simd)
 
 // Soft-argmax of one float or bfloat16 (uint16_t bits) map, read as float: out = (x, y,
 // logsumexp). Returns false, writing nothing, when some beta * h is not finite.
 // Works in log2 units: u = h * beta log2 e, m2 = max u, weights 2^(u - m2) (exp2_fast).
-template <typename In>
-PF_VINLINE bool soft_argmax_map(const In* src, int64_t H, int64_t W, float beta, float* out) {
+struct ForwardMap {
+template <class V, typename In>
+static PF_VINLINE bool run(const In* src, int64_t H, int64_t W, float beta, float* out) {
   using simd::to_float;
   const int64_t n = H * W;
   const float bl = beta * kLog2e;
   float m2 = neg_inf<float>(), bad = 0.f;
   int64_t k = 0;
 #if PF_HAVE_VEC
-  using namespace simd;
-  vf vm = splat(neg_inf<float>()), vbad = splat(0.f);
+  using vf = typename V::vf;
+  constexpr int kLanes = V::kLanes;
+  vf vm = V::splat(neg_inf<float>()), vbad = V::splat(0.f);
   for (; k + kLanes <= n; k += kLanes) {
-    const vf u = loadf(src + k) * bl;
-    vm = vmax(vm, u);
+    const vf u = V::loadf(src + k) * bl;
+    vm = V::vmax(vm, u);
     vbad += u * 0.f;  // NaN for a NaN or infinite u
   }
-  m2 = hmax(vm);
-  bad = hsum(vbad);
+  m2 = V::hmax(vm);
+  bad = V::hsum(vbad);
 #endif
   for (; k < n; ++k) {
     const float u = to_float(src[k]) * bl;
@@ -58,27 +62,29 @@ PF_VINLINE bool soft_argmax_map(const In* src, int64_t H, int64_t W, float beta,
 
   float s = 0.f, sx = 0.f, sy = 0.f;
 #if PF_HAVE_VEC
-  vf vs = splat(0.f), vsx = splat(0.f), vsy = splat(0.f);
+  vf vs = V::splat(0.f), vsx = V::splat(0.f), vsy = V::splat(0.f);
 #endif
   for (int64_t i = 0; i < H; ++i) {
     const In* row = src + i * W;
     int64_t j = 0;
 #if PF_HAVE_VEC
-    vf rs = splat(0.f), jv = iota();
+    // per-row sums first, then the map's: the float rounding stays small at any width
+    vf rs = V::splat(0.f), rsx = V::splat(0.f), jv = V::iota();
     for (; j + kLanes <= W; j += kLanes) {
-      const vf e = simd::exp2_fast(loadf(row + j) * bl - m2);
+      const vf e = V::exp2_fast(V::loadf(row + j) * bl - m2);
       rs += e;
-      vsx += e * jv;
+      rsx += e * jv;
       jv += float(kLanes);
     }
     if (j < W) {  // the row's tail as one vector; the padding lanes get weight 0
-      const vf e0 = simd::exp2_fast(loadf_tail(row + j, W - j, 0.f) * bl - m2);
-      const vf e = iota() < float(W - j) ? e0 : splat(0.f);
+      const vf e0 = V::exp2_fast(V::loadf_tail(row + j, W - j, 0.f) * bl - m2);
+      const vf e = V::iota() < float(W - j) ? e0 : V::splat(0.f);
       rs += e;
-      vsx += e * jv;
+      rsx += e * jv;
       j = W;
     }
     vs += rs;
+    vsx += rsx;
     vsy += rs * float(i);
 #endif
     float trs = 0.f;
@@ -91,25 +97,16 @@ PF_VINLINE bool soft_argmax_map(const In* src, int64_t H, int64_t W, float beta,
     sy += trs * float(i);
   }
 #if PF_HAVE_VEC
-  s += hsum(vs);
-  sx += hsum(vsx);
-  sy += hsum(vsy);
+  s += V::hsum(vs);
+  sx += V::hsum(vsx);
+  sy += V::hsum(vsy);
 #endif
   out[0] = sx / s;
   out[1] = sy / s;
   out[2] = kLn2 * m2 + pf_log(s);
   return true;
 }
-
-PF_CPU_CLONES bool posefast_soft_argmax_map_f32(const float* src, int64_t H, int64_t W, float beta,
-                                                float* out) {
-  return soft_argmax_map(src, H, W, beta, out);
-}
-
-PF_CPU_CLONES bool posefast_soft_argmax_map_bf16(const uint16_t* src, int64_t H, int64_t W,
-                                                 float beta, float* out) {
-  return soft_argmax_map(src, H, W, beta, out);
-}
+};
 
 // dL/dh of one float or bfloat16 map: beta * exp(beta h - lse) * ((j - x) gx + (i - y) gy).
 // Fast = true works in log2 units with exp2_fast, beta folded into the per-row constants:
@@ -118,32 +115,31 @@ PF_CPU_CLONES bool posefast_soft_argmax_map_bf16(const uint16_t* src, int64_t H,
 // (a non-finite beta h, or an exponent above 127: the caller then redoes the map with
 // Fast = false, exp_poly in natural units, which gives NaN / inf / 0 exactly).
 #if PF_HAVE_VEC
-// grad_map's gradient of 16 pixels (j = jv) of one row (bdy = beta (i - y) gy); the fast
-// form also folds a into the map's NaN check and its largest exponent.
-template <bool Fast>
-PF_VINLINE simd::vf grad_vec(simd::vf v, simd::vf jv, float beta, float bl, float lse, float lse2,
-                             float x, float gx, float bgx, float dyg, float bdy, simd::vf& bad,
-                             simd::vf& top) {
-  using namespace simd;
+// grad_map's gradient of one vector of pixels (j = jv) of one row (bdy = beta (i - y) gy);
+// the fast form also folds a into the map's NaN check and its largest exponent.
+template <class V, bool Fast, typename vf = typename V::vf>
+PF_VINLINE vf grad_vec(vf v, vf jv, float beta, float bl, float lse, float lse2, float x, float gx,
+                       float bgx, float dyg, float bdy, vf& bad, vf& top) {
   if constexpr (Fast) {
     const vf a = v * bl - lse2;
     bad += a * 0.f;  // NaN once some h is not finite
-    top = vmax(top, a);
-    return exp2_fast(a) * ((jv - x) * bgx + bdy);
+    top = V::vmax(top, a);
+    return V::exp2_fast(a) * ((jv - x) * bgx + bdy);
   } else {
-    return beta * exp_poly(v * beta - lse) * ((jv - x) * gx + dyg);
+    return beta * V::exp_poly(v * beta - lse) * ((jv - x) * gx + dyg);
   }
 }
 #endif
 
-template <bool Fast, typename In>
+template <class V, bool Fast, typename In>
 PF_VINLINE bool grad_map(const In* src, In* dst, int64_t H, int64_t W, float beta, float x,
                          float y, float gx, float gy, float lse) {
   using simd::to_float;
   const float bl = beta * kLog2e, lse2 = lse * kLog2e, bgx = beta * gx;
 #if PF_HAVE_VEC
-  using namespace simd;
-  vf bad = splat(0.f), top = splat(neg_inf<float>());
+  using vf = typename V::vf;
+  constexpr int kLanes = V::kLanes;
+  vf bad = V::splat(0.f), top = V::splat(neg_inf<float>());
 #endif
   for (int64_t i = 0; i < H; ++i) {
     const In* in = src + i * W;
@@ -152,16 +148,16 @@ PF_VINLINE bool grad_map(const In* src, In* dst, int64_t H, int64_t W, float bet
     const float bdy = beta * dyg;
     int64_t j = 0;
 #if PF_HAVE_VEC
-    vf jv = iota();
+    vf jv = V::iota();
     for (; j + kLanes <= W; j += kLanes) {
-      storef(out + j, grad_vec<Fast>(loadf(in + j), jv, beta, bl, lse, lse2, x, gx, bgx, dyg, bdy,
-                                     bad, top));
+      V::storef(out + j, grad_vec<V, Fast>(V::loadf(in + j), jv, beta, bl, lse, lse2, x, gx, bgx,
+                                           dyg, bdy, bad, top));
       jv += float(kLanes);
     }
     if (j < W) {  // the row's tail as one vector; only its W - j lanes are stored
-      storef_tail(out + j, W - j,
-                  grad_vec<Fast>(loadf_tail(in + j, W - j, 0.f), jv, beta, bl, lse, lse2, x, gx,
-                                 bgx, dyg, bdy, bad, top));
+      V::storef_tail(out + j, W - j,
+                     grad_vec<V, Fast>(V::loadf_tail(in + j, W - j, 0.f), jv, beta, bl, lse, lse2,
+                                       x, gx, bgx, dyg, bdy, bad, top));
       j = W;
     }
 #endif
@@ -179,27 +175,20 @@ PF_VINLINE bool grad_map(const In* src, In* dst, int64_t H, int64_t W, float bet
     }
   }
 #if PF_HAVE_VEC
-  if constexpr (Fast) return hsum(bad) == 0.f && hmax(top) <= 127.0f;
+  if constexpr (Fast) return V::hsum(bad) == 0.f && V::hmax(top) <= 127.0f;
 #endif
   return true;
 }
 
 // dst must not alias src: a map whose fast pass fails is redone from src
-PF_CPU_CLONES void posefast_soft_argmax_grad_map_f32(const float* src, float* dst, int64_t H,
-                                                     int64_t W, float beta, float x, float y,
-                                                     float gx, float gy, float lse) {
-  if (!pf_isfinite(lse) || !grad_map<true>(src, dst, H, W, beta, x, y, gx, gy, lse))
-    grad_map<false>(src, dst, H, W, beta, x, y, gx, gy, lse);
+struct GradMap {
+template <class V, typename In>
+static PF_VINLINE void run(const In* src, In* dst, int64_t H, int64_t W, float beta, float x,
+                           float y, float gx, float gy, float lse) {
+  if (!pf_isfinite(lse) || !grad_map<V, true>(src, dst, H, W, beta, x, y, gx, gy, lse))
+    grad_map<V, false>(src, dst, H, W, beta, x, y, gx, gy, lse);
 }
-
-PF_CPU_CLONES void posefast_soft_argmax_grad_map_bf16(const uint16_t* src, uint16_t* dst,
-                                                      int64_t H, int64_t W, float beta, float x,
-                                                      float y, float gx, float gy, float lse) {
-  if (!pf_isfinite(lse) || !grad_map<true>(src, dst, H, W, beta, x, y, gx, gy, lse))
-    grad_map<false>(src, dst, H, W, beta, x, y, gx, gy, lse);
-}
-
-namespace {
+};
 
 // A float16 map widened to float / a float map narrowed back (bfloat16 maps are read directly).
 template <typename scalar_t>
@@ -243,13 +232,13 @@ bool simd_forward_map(const scalar_t* map, int64_t H, int64_t W, acc_t beta,
     float out[3];
     bool ok;
     if constexpr (std::is_same_v<scalar_t, float>) {
-      ok = posefast_soft_argmax_map_f32(map, H, W, beta, out);
+      ok = simd::run_simd<ForwardMap>(map, H, W, float(beta), out);
     } else if constexpr (std::is_same_v<scalar_t, c10::BFloat16>) {
-      ok = posefast_soft_argmax_map_bf16(reinterpret_cast<const uint16_t*>(map), H, W, beta, out);
+      ok = simd::run_simd<ForwardMap>(reinterpret_cast<const uint16_t*>(map), H, W, float(beta), out);
     } else {
       widened.resize(H * W);
       widen(map, widened.data(), H * W);
-      ok = posefast_soft_argmax_map_f32(widened.data(), H, W, beta, out);
+      ok = simd::run_simd<ForwardMap>(static_cast<const float*>(widened.data()), H, W, float(beta), out);
     }
     if (!ok) return false;
     coords[0] = out[0];
@@ -265,18 +254,18 @@ template <typename scalar_t, typename acc_t>
 bool simd_backward_map(const scalar_t* map, scalar_t* grad, int64_t H, int64_t W, acc_t beta,
                        acc_t x, acc_t y, acc_t gx, acc_t gy, acc_t lse, std::vector<float>& buf) {
   if constexpr (std::is_same_v<scalar_t, float>) {
-    posefast_soft_argmax_grad_map_f32(map, grad, H, W, beta, x, y, gx, gy, lse);
+    simd::run_simd<GradMap>(map, grad, H, W, beta, x, y, gx, gy, lse);
     return true;
   } else if constexpr (std::is_same_v<scalar_t, c10::BFloat16>) {
-    posefast_soft_argmax_grad_map_bf16(reinterpret_cast<const uint16_t*>(map),
-                                       reinterpret_cast<uint16_t*>(grad), H, W, beta, x, y, gx, gy,
-                                       lse);
+    simd::run_simd<GradMap>(reinterpret_cast<const uint16_t*>(map),
+                            reinterpret_cast<uint16_t*>(grad), H, W, beta, x, y, gx, gy, lse);
     return true;
   } else if constexpr (std::is_same_v<acc_t, float>) {
     const int64_t hw = H * W;
     buf.resize(2 * hw);
     widen(map, buf.data(), hw);
-    posefast_soft_argmax_grad_map_f32(buf.data(), buf.data() + hw, H, W, beta, x, y, gx, gy, lse);
+    simd::run_simd<GradMap>(static_cast<const float*>(buf.data()), buf.data() + hw, H, W, float(beta),
+                            float(x), float(y), float(gx), float(gy), float(lse));
     narrow(buf.data() + hw, grad, hw);
     return true;
   } else {

@@ -18,3 +18,10 @@ def load_extension():
         return importlib.import_module("posefast._C")
     except ImportError as exc:
         raise ImportError(f"{BUILD_HINT}\nOriginal error: {exc}") from exc
+
+
+def cpu_simd_level() -> str:
+    """The vector width posefast's CPU kernels run at: ``"avx512"`` (16 floats), ``"avx2"``
+    (8, with FMA) or ``"baseline"`` (4). The widest this CPU has, capped by the environment
+    variable ``POSEFAST_CPU_SIMD`` (read once per process, at the first CPU op)."""
+    return torch.ops.posefast.cpu_simd_level()
