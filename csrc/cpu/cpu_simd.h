@@ -163,14 +163,19 @@ struct Vec {
     return (vf)(__builtin_convertvector(h, vu) << 16);
   }
 
+  // v rounded to bfloat16 in the high half of each lane (the low half is garbage).
+  static PF_VINLINE vu round_bf16(vf v) {
+    const vu u = (vu)v;
+    return v != v ? vu{} + 0x7FC00000u : u + (((u >> 16) & 1u) + 0x7FFFu);
+  }
+
   static PF_VINLINE void narrow_bf16(uint16_t* p, vf v) {
     const vu u = (vu)v;
 #if defined(__clang__) || __GNUC__ >= 12
     if constexpr (N == 8 || N == 4) {
       // the rounded value's high halves (odd 16-bit lanes), picked by one shuffle: AVX2 has
       // no truncating pack, and a shift + mask + saturating pack + permute costs five
-      const vu r = v != v ? vu{} + 0x7FC00000u : u + (((u >> 16) & 1u) + 0x7FFFu);
-      const vh2 halves = (vh2)r;
+      const vh2 halves = (vh2)round_bf16(v);
       vh h;
       if constexpr (N == 8)
         h = __builtin_shufflevector(halves, halves, 1, 3, 5, 7, 9, 11, 13, 15);
@@ -205,6 +210,58 @@ struct Vec {
     uint16_t a[N];
     narrow_bf16(a, v);
     std::memcpy(p, a, n * sizeof(uint16_t));
+  }
+
+  // Two vectors' worth (2N values) at once. For bfloat16 at N = 8 (AVX2) the 2N values land in
+  // the order of AVX2's in-lane unpacks: a holds values 0-3 and 8-11, b 4-7 and 12-15, so
+  // widening and narrowing need no lane-crossing permute (the shuffles below lower to
+  // vpunpck{l,h}wd and vpshufb + vpblendd); pair_iota gives each lane's offset. Elsewhere
+  // a = values 0..N-1, b = N..2N-1.
+  static constexpr bool kInLanePairs = N == 8;
+  template <typename In>
+  static PF_VINLINE void pair_iota(vf& ja, vf& jb) {
+    float a[N], b[N];
+    for (int i = 0; i < N; ++i) {
+      const bool permuted = kInLanePairs && sizeof(In) == 2;
+      a[i] = float(permuted ? (i / 4) * 8 + i % 4 : i);
+      b[i] = float(permuted ? (i / 4) * 8 + i % 4 + 4 : i + N);
+    }
+    ja = load(a);
+    jb = load(b);
+  }
+  static PF_VINLINE void loadf2(const float* p, vf& a, vf& b) {
+    a = load(p);
+    b = load(p + N);
+  }
+  static PF_VINLINE void loadf2(const uint16_t* p, vf& a, vf& b) {
+#if defined(__clang__) || __GNUC__ >= 12
+    if constexpr (kInLanePairs) {
+      vh2 h;
+      std::memcpy(&h, p, sizeof(h));
+      const vh2 z{};
+      a = (vf)__builtin_shufflevector(z, h, 0, 16, 0, 17, 0, 18, 0, 19, 0, 24, 0, 25, 0, 26, 0, 27);
+      b = (vf)__builtin_shufflevector(z, h, 0, 20, 0, 21, 0, 22, 0, 23, 0, 28, 0, 29, 0, 30, 0, 31);
+      return;
+    }
+#endif
+    a = widen_bf16(p);
+    b = widen_bf16(p + N);
+  }
+  static PF_VINLINE void storef2(float* p, vf a, vf b) {
+    store(p, a);
+    store(p + N, b);
+  }
+  static PF_VINLINE void storef2(uint16_t* p, vf a, vf b) {
+#if defined(__clang__) || __GNUC__ >= 12
+    if constexpr (kInLanePairs) {
+      const vh2 h = __builtin_shufflevector((vh2)round_bf16(a), (vh2)round_bf16(b), 1, 3, 5, 7, 17, 19,
+                                            21, 23, 9, 11, 13, 15, 25, 27, 29, 31);
+      std::memcpy(p, &h, sizeof(h));
+      return;
+    }
+#endif
+    narrow_bf16(p, a);
+    narrow_bf16(p + N, b);
   }
 
   // 0, 1, ..., N - 1

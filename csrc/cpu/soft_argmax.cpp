@@ -148,7 +148,18 @@ PF_VINLINE bool grad_map(const In* src, In* dst, int64_t H, int64_t W, float bet
     const float bdy = beta * dyg;
     int64_t j = 0;
 #if PF_HAVE_VEC
-    vf jv = V::iota();
+    vf ja, jb;
+    V::template pair_iota<In>(ja, jb);
+    for (; j + 2 * kLanes <= W; j += 2 * kLanes) {  // two vectors at a time (cpu_simd.h's pairs)
+      vf va, vb;
+      V::loadf2(in + j, va, vb);
+      const vf ga = grad_vec<V, Fast>(va, ja, beta, bl, lse, lse2, x, gx, bgx, dyg, bdy, bad, top);
+      const vf gb = grad_vec<V, Fast>(vb, jb, beta, bl, lse, lse2, x, gx, bgx, dyg, bdy, bad, top);
+      V::storef2(out + j, ga, gb);
+      ja += float(2 * kLanes);
+      jb += float(2 * kLanes);
+    }
+    vf jv = V::iota() + float(j);
     for (; j + kLanes <= W; j += kLanes) {
       V::storef(out + j, grad_vec<V, Fast>(V::loadf(in + j), jv, beta, bl, lse, lse2, x, gx, bgx,
                                            dyg, bdy, bad, top));
