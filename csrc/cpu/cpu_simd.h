@@ -4,7 +4,8 @@
 // CPU has: 16 floats compiled for AVX-512 (F/BW/DQ/VL), 8 for AVX2 + FMA, 4 (SSE2, or NEON
 // off x86) for the rest. The width must match the target: a 16-float vector compiled for
 // AVX2 is split in two, and GCC lowers its comparisons and selects one lane at a time (the
-// soft-argmax kernels ran 15x slower that way on an AVX2 CPU; benchmarks/NOTES.md). No
+// soft-argmax kernels ran 6-13x slower that way on an AVX2 CPU, below PyTorch's eager
+// reference; benchmarks/NOTES.md). No
 // -march flag: the extension still runs on any x86-64. POSEFAST_CPU_SIMD=avx512|avx2|baseline
 // caps the level (tests run every width that way; `torch.ops.posefast.cpu_simd_level()` says
 // which one runs).
