@@ -38,6 +38,7 @@ TORCH_LIBRARY(posefast, m) {
       "pose_loss_backward(Tensor grad_loss, Tensor logits, Tensor keypoints, Tensor visible, "
       "Tensor joint_weights, Tensor coords, Tensor logsumexp, Tensor norm, float sigma, "
       "float coord_weight, float beta, str heatmap_loss) -> Tensor");
-  // The vector width of the CPU kernels: "avx512", "avx2" or "baseline" (POSEFAST_CPU_SIMD caps it).
+  // The vector width of the CPU kernels: "avx512", "avx2" or "baseline" (POSEFAST_CPU_SIMD caps it;
+  // "vec16", for tests, runs the 16-float kernels on any CPU).
   m.def("cpu_simd_level() -> str");
 }

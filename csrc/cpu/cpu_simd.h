@@ -4,11 +4,11 @@
 // CPU has: 16 floats compiled for AVX-512 (F/BW/DQ/VL), 8 for AVX2 + FMA, 4 (SSE2, or NEON
 // off x86) for the rest. The width must match the target: a 16-float vector compiled for
 // AVX2 is split in two, and GCC lowers its comparisons and selects one lane at a time (the
-// soft-argmax kernels ran 6-13x slower that way on an AVX2 CPU, below PyTorch's eager
-// reference; benchmarks/NOTES.md). No
-// -march flag: the extension still runs on any x86-64. POSEFAST_CPU_SIMD=avx512|avx2|baseline
-// caps the level (tests run every width that way; `torch.ops.posefast.cpu_simd_level()` says
-// which one runs).
+// soft-argmax kernels ran 4-13x slower that way on an AVX2 CPU, below PyTorch's eager
+// reference at 64x48; benchmarks/NOTES.md). No -march flag: the extension still runs on any x86-64.
+// POSEFAST_CPU_SIMD=avx512|avx2|baseline caps the level (tests run every width that way, and
+// vec16 the 16-float kernels on any CPU; `torch.ops.posefast.cpu_simd_level()` says which one
+// runs).
 #pragma once
 
 #include <c10/util/Exception.h>
@@ -27,11 +27,9 @@
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && \
     !defined(POSEFAST_NO_CPU_DISPATCH)
 #define PF_X86_DISPATCH 1
-#if defined(__clang__) || __GNUC__ < 12  // x86-64-v4 as a target name: GCC 12 and later
+// (features, not "arch=x86-64-v4": GCC refuses to inline the kernels into an arch= target when
+// the build's own -march is not plain x86-64, e.g. conda's -march=nocona or -march=native)
 #define PF_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
-#else
-#define PF_TARGET_AVX512 __attribute__((target("arch=x86-64-v4")))
-#endif
 #define PF_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #else
 #define PF_X86_DISPATCH 0
@@ -39,6 +37,12 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define PF_HAVE_VEC 1
+// __builtin_shufflevector: clang, and GCC from 12 on
+#if defined(__clang__) || __GNUC__ >= 12
+#define PF_HAVE_SHUFFLE 1
+#else
+#define PF_HAVE_SHUFFLE 0
+#endif
 // The 32- and 64-byte vectors below only live inside always-inlined helpers and the
 // run_simd entries of their own target: no ABI crosses them.
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -148,7 +152,7 @@ struct Vec {
     std::memcpy(&h, p, sizeof(h));
     // each bfloat16 becomes the high half of a float (little-endian: odd 16-bit lanes), zeros
     // below it: one permute, where a zero-extend and shift lowers to several instructions
-#if defined(__clang__) || __GNUC__ >= 12
+#if PF_HAVE_SHUFFLE
     const vh z{};
     if constexpr (N == 16) {
       return (vf)(vh2)__builtin_shufflevector(z, h, 0, 16, 0, 17, 0, 18, 0, 19, 0, 20, 0, 21, 0, 22,
@@ -172,7 +176,7 @@ struct Vec {
 
   static PF_VINLINE void narrow_bf16(uint16_t* p, vf v) {
     const vu u = (vu)v;
-#if defined(__clang__) || __GNUC__ >= 12
+#if PF_HAVE_SHUFFLE
     if constexpr (N == 8 || N == 4) {
       // the rounded value's high halves (odd 16-bit lanes), picked by one shuffle: AVX2 has
       // no truncating pack, and a shift + mask + saturating pack + permute costs five
@@ -218,7 +222,7 @@ struct Vec {
   // widening and narrowing need no lane-crossing permute (the shuffles below lower to
   // vpunpck{l,h}wd and vpshufb + vpblendd); pair_iota gives each lane's offset. Elsewhere
   // a = values 0..N-1, b = N..2N-1.
-  static constexpr bool kInLanePairs = N == 8;
+  static constexpr bool kInLanePairs = N == 8 && PF_HAVE_SHUFFLE;
   template <typename In>
   static PF_VINLINE void pair_iota(vf& ja, vf& jb) {
     float a[N], b[N];
@@ -235,7 +239,7 @@ struct Vec {
     b = load(p + N);
   }
   static PF_VINLINE void loadf2(const uint16_t* p, vf& a, vf& b) {
-#if defined(__clang__) || __GNUC__ >= 12
+#if PF_HAVE_SHUFFLE
     if constexpr (kInLanePairs) {
       vh2 h;
       std::memcpy(&h, p, sizeof(h));
@@ -253,7 +257,7 @@ struct Vec {
     store(p + N, b);
   }
   static PF_VINLINE void storef2(uint16_t* p, vf a, vf b) {
-#if defined(__clang__) || __GNUC__ >= 12
+#if PF_HAVE_SHUFFLE
     if constexpr (kInLanePairs) {
       const vh2 h = __builtin_shufflevector((vh2)round_bf16(a), (vh2)round_bf16(b), 1, 3, 5, 7, 17, 19,
                                             21, 23, 9, 11, 13, 15, 25, 27, 29, 31);
@@ -321,12 +325,15 @@ struct Vec {  // no vector extensions: the kernels take their scalar loops
 
 // ---------------------------------------------------------------- picking the width at run time
 
-enum class SimdLevel : int { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
+// kVec16 is for tests: AVX-512's 16-float kernels compiled for the baseline (slow: the
+// lane-by-lane lowering above), so any machine runs their lane logic.
+enum class SimdLevel : int { kBaseline = 0, kAvx2 = 1, kAvx512 = 2, kVec16 = 3 };
 
 inline const char* simd_level_name(SimdLevel level) {
   switch (level) {
     case SimdLevel::kAvx512: return "avx512";
     case SimdLevel::kAvx2: return "avx2";
+    case SimdLevel::kVec16: return "vec16";
     default: return "baseline";
   }
 }
@@ -345,7 +352,7 @@ inline SimdLevel detect_simd_level() {
 }
 
 // The detected level, capped by POSEFAST_CPU_SIMD (read once per process; an unknown value is
-// an error on every call, a level the CPU lacks a warning).
+// an error on every call, a level the CPU lacks a warning; "vec16" runs on any CPU).
 inline SimdLevel cpu_simd_level() {
   static const SimdLevel level = [] {
     const SimdLevel detected = detect_simd_level();
@@ -353,10 +360,11 @@ inline SimdLevel cpu_simd_level() {
     if (env == nullptr || *env == '\0') return detected;
     const std::string want(env);
     SimdLevel asked;
+    if (want == "vec16") return SimdLevel::kVec16;
     if (want == "avx512") asked = SimdLevel::kAvx512;
     else if (want == "avx2") asked = SimdLevel::kAvx2;
     else if (want == "baseline") asked = SimdLevel::kBaseline;
-    else TORCH_CHECK(false, "POSEFAST_CPU_SIMD must be avx512, avx2 or baseline (or unset), got '",
+    else TORCH_CHECK(false, "POSEFAST_CPU_SIMD must be avx512, avx2, baseline or vec16 (or unset), got '",
                      want, "'");
     if (asked > detected)
       TORCH_WARN("POSEFAST_CPU_SIMD=", want, " but this CPU only runs ", simd_level_name(detected),
@@ -382,13 +390,14 @@ PF_TARGET_AVX2 auto run_avx2(Args... args) {
 // target. Kernel::run must be PF_VINLINE: it is then compiled inside each entry above.
 template <class Kernel, class... Args>
 inline auto run_simd(Args... args) {
-#if PF_X86_DISPATCH
   switch (cpu_simd_level()) {
+#if PF_X86_DISPATCH
     case SimdLevel::kAvx512: return run_avx512<Kernel>(args...);
     case SimdLevel::kAvx2: return run_avx2<Kernel>(args...);
+#endif
+    case SimdLevel::kVec16: return Kernel::template run<Vec<16>>(args...);
     default: break;
   }
-#endif
   return Kernel::template run<Vec<4>>(args...);
 }
 

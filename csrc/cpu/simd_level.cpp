@@ -1,5 +1,6 @@
 // Which vector width the CPU kernels run at (cpu_simd.h's run_simd): "avx512", "avx2" or
-// "baseline", after POSEFAST_CPU_SIMD's cap. Benchmarks record it; tests check the cap.
+// "baseline", after POSEFAST_CPU_SIMD's cap ("vec16" when tests ask for it). Benchmarks record
+// it; tests check the cap.
 #include <torch/library.h>
 
 #include <string>

@@ -165,10 +165,11 @@ PF_VINLINE bool grad_map(const In* src, In* dst, int64_t H, int64_t W, float bet
                                            dyg, bdy, bad, top));
       jv += float(kLanes);
     }
-    if (j < W) {  // the row's tail as one vector; only its W - j lanes are stored
+    if (j < W) {  // the row's tail as one vector; only its W - j lanes are stored (the padding
+                  // repeats a pixel of the row, so it cannot push `top` past what the row has)
       V::storef_tail(out + j, W - j,
-                     grad_vec<V, Fast>(V::loadf_tail(in + j, W - j, 0.f), jv, beta, bl, lse, lse2,
-                                       x, gx, bgx, dyg, bdy, bad, top));
+                     grad_vec<V, Fast>(V::loadf_tail(in + j, W - j, to_float(in[j])), jv, beta, bl,
+                                       lse, lse2, x, gx, bgx, dyg, bdy, bad, top));
       j = W;
     }
 #endif

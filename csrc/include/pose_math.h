@@ -15,7 +15,7 @@
 #define PF_HD_FORCE __host__ __device__ __forceinline__
 #else
 #define PF_HD inline
-// for helpers also instantiated with cpu_simd.h's vectors: inlined into each target clone
+// for helpers also instantiated with cpu_simd.h's vectors: inlined into each run_simd entry
 #if defined(__GNUC__) || defined(__clang__)
 #define PF_HD_FORCE inline __attribute__((always_inline))
 #else

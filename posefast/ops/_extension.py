@@ -23,5 +23,6 @@ def load_extension():
 def cpu_simd_level() -> str:
     """The vector width posefast's CPU kernels run at: ``"avx512"`` (16 floats), ``"avx2"``
     (8, with FMA) or ``"baseline"`` (4). The widest this CPU has, capped by the environment
-    variable ``POSEFAST_CPU_SIMD`` (read once per process, at the first CPU op)."""
+    variable ``POSEFAST_CPU_SIMD`` (read once per process, at the first CPU op); ``vec16``
+    there, for tests, runs the 16-float kernels compiled for any x86-64 (slowly)."""
     return torch.ops.posefast.cpu_simd_level()
