@@ -175,7 +175,6 @@ struct Vec {
   }
 
   static PF_VINLINE void narrow_bf16(uint16_t* p, vf v) {
-    const vu u = (vu)v;
 #if PF_HAVE_SHUFFLE
     if constexpr (N == 8 || N == 4) {
       // the rounded value's high halves (odd 16-bit lanes), picked by one shuffle: AVX2 has
@@ -190,9 +189,7 @@ struct Vec {
       return;
     }
 #endif
-    const vu rounded = (u + (((u >> 16) & 1u) + 0x7FFFu)) >> 16;
-    const vu r = v != v ? vu{} + 0x7FC0u : rounded;
-    const vh h = __builtin_convertvector(r, vh);
+    const vh h = __builtin_convertvector(round_bf16(v) >> 16, vh);
     std::memcpy(p, &h, sizeof(h));
   }
 

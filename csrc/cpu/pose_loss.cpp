@@ -168,8 +168,7 @@ float fused_row_fast(const scalar_t* row, const float* colf, float rowf, int64_t
   float* h = buf.h.data();
   float* e = buf.e.data();
   float* ej = buf.ej.data();
-  simd::run_simd<FwdRow<KIND>>(z, static_cast<const float*>(colf), rowf, W, beta, rm,
-                               static_cast<const float*>(buf.jf.data()), h, e, ej);
+  simd::run_simd<FwdRow<KIND>>(z, colf, rowf, W, beta, rm, buf.jf.data(), h, e, ej);
   SoftArgmaxState<float> r;
   r.m = rm;
   r.s = lane_sum(e, W);

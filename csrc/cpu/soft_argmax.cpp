@@ -244,13 +244,13 @@ bool simd_forward_map(const scalar_t* map, int64_t H, int64_t W, acc_t beta,
     float out[3];
     bool ok;
     if constexpr (std::is_same_v<scalar_t, float>) {
-      ok = simd::run_simd<ForwardMap>(map, H, W, float(beta), out);
+      ok = simd::run_simd<ForwardMap>(map, H, W, beta, out);
     } else if constexpr (std::is_same_v<scalar_t, c10::BFloat16>) {
-      ok = simd::run_simd<ForwardMap>(reinterpret_cast<const uint16_t*>(map), H, W, float(beta), out);
+      ok = simd::run_simd<ForwardMap>(reinterpret_cast<const uint16_t*>(map), H, W, beta, out);
     } else {
       widened.resize(H * W);
       widen(map, widened.data(), H * W);
-      ok = simd::run_simd<ForwardMap>(static_cast<const float*>(widened.data()), H, W, float(beta), out);
+      ok = simd::run_simd<ForwardMap>(widened.data(), H, W, beta, out);
     }
     if (!ok) return false;
     coords[0] = out[0];
@@ -276,8 +276,7 @@ bool simd_backward_map(const scalar_t* map, scalar_t* grad, int64_t H, int64_t W
     const int64_t hw = H * W;
     buf.resize(2 * hw);
     widen(map, buf.data(), hw);
-    simd::run_simd<GradMap>(static_cast<const float*>(buf.data()), buf.data() + hw, H, W, float(beta),
-                            float(x), float(y), float(gx), float(gy), float(lse));
+    simd::run_simd<GradMap>(buf.data(), buf.data() + hw, H, W, beta, x, y, gx, gy, lse);
     narrow(buf.data() + hw, grad, hw);
     return true;
   } else {
